@@ -1,0 +1,309 @@
+"""The one table of settings, and the Config that layers them: defaults < config file < env < CLI.
+
+Each setting is declared once here; the command line (cli.py), the Python config file, the
+GEVENTSERVE_CMD_ARGS variable and docs/settings.md are all derived from this table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from . import sockets
+
+
+class SettingError(Exception):
+    """A setting got a value it cannot take; the message names the setting and the value."""
+
+
+# -- validators: each takes a value from the command line (a str) or a config file (any type)
+#    and returns the normalised value, or raises ValueError saying what it expected.
+
+def _int(value: Any, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise ValueError("expected an integer")
+        value = int(text)
+    if not isinstance(value, int):
+        raise ValueError("expected an integer")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"expected an integer of at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"expected an integer of at most {maximum}")
+    return value
+
+
+def positive_int(value: Any) -> int:
+    return _int(value, minimum=1)
+
+
+def non_negative_int(value: Any) -> int:
+    return _int(value, minimum=0)
+
+
+def optional_positive_int(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    return _int(value, minimum=1)
+
+
+def non_negative_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("expected a number of seconds") from None
+    if not isinstance(value, (int, float)) or value != value or value < 0:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return float(value)
+
+
+def positive_float(value: Any) -> float:
+    seconds = non_negative_float(value)
+    if seconds <= 0:
+        raise ValueError("expected a number of seconds greater than 0")
+    return seconds
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError("expected true or false")
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def optional_string(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    return string(value)
+
+
+def string_list(value: Any) -> List[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError("expected a string or a list of strings")
+
+
+def bind_list(value: Any) -> List[str]:
+    addresses = string_list(value)
+    if not addresses:
+        raise ValueError("expected at least one address")
+    for address in addresses:
+        sockets.parse_address(address)
+    return addresses
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def log_level(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
+        return value.strip().lower()
+    raise ValueError("expected one of " + ", ".join(LOG_LEVELS))
+
+
+def worker_class(value: Any) -> str:
+    from .workers import WORKER_CLASSES, canonical_worker_class
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a worker class: " + ", ".join(WORKER_CLASSES)
+                         + " or a dotted path")
+    return canonical_worker_class(value.strip())
+
+
+def app_spec(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    from .loading import parse_app_spec
+
+    parse_app_spec(string(value))
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its config-file name, its flags, how to validate it, its default and help."""
+
+    name: str
+    section: str
+    flags: Tuple[str, ...]
+    validate: Callable[[Any], Any]
+    default: Any
+    help: str
+    metavar: str = ""
+    action: str = "store"  # "store", "store_true" or "append" (for the command line)
+    default_doc: str = ""  # how the docs show a default that is computed at run time
+
+
+SERVER = "Server socket"
+WORKERS = "Worker processes"
+TIMEOUTS = "Timeouts"
+LIMITS = "Request limits"
+APP = "Application"
+LOGGING = "Logging"
+
+SETTINGS: List[Setting] = [
+    # -- server socket
+    Setting("bind", SERVER, ("-b", "--bind"), bind_list, ["127.0.0.1:8000"],
+            "Address to listen on: HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N (an inherited "
+            "listening socket). Repeat the flag to listen on several addresses.",
+            metavar="ADDRESS", action="append"),
+    Setting("backlog", SERVER, ("--backlog",), positive_int, 2048,
+            "Length of the kernel queue of connections not yet accepted.", metavar="INT"),
+    # -- workers
+    Setting("workers", WORKERS, ("-w", "--workers"), optional_positive_int, None,
+            "Number of worker processes. The default is the number of CPU cores for gevent and "
+            "2 x cores + 1 for sync; the WEB_CONCURRENCY environment variable overrides it.",
+            metavar="INT", default_doc="cores (gevent), 2 x cores + 1 (sync), or $WEB_CONCURRENCY"),
+    Setting("worker_class", WORKERS, ("-k", "--worker-class"), worker_class, "gevent",
+            "Worker type: gevent (thousands of concurrent connections per process, for I/O-bound "
+            "apps), sync (one request at a time, for CPU-bound apps), or a dotted path to a worker "
+            "class. gunicorn's names for the same classes are accepted.", metavar="CLASS"),
+    Setting("worker_connections", WORKERS, ("--worker-connections",), positive_int, 1000,
+            "Most connections one gevent worker serves at once; past it the worker stops "
+            "accepting and new connections wait in the kernel backlog.", metavar="INT"),
+    # -- timeouts
+    Setting("keepalive", TIMEOUTS, ("--keep-alive",), non_negative_float, 5.0,
+            "Seconds an idle keep-alive connection is kept open; 0 closes every connection after "
+            "its response.", metavar="SECONDS"),
+    Setting("header_timeout", TIMEOUTS, ("--header-timeout",), positive_float, 10.0,
+            "Seconds the whole request head (request line and header fields) may take to arrive "
+            "once a request starts; a slower client gets 408 and the connection is closed.",
+            metavar="SECONDS"),
+    Setting("body_timeout", TIMEOUTS, ("--body-timeout",), positive_float, 30.0,
+            "Seconds a request body may stall (or a client may stop reading the response) before "
+            "the request ends with 408 or the connection is closed.", metavar="SECONDS"),
+    # -- request limits
+    Setting("limit_request_line", LIMITS, ("--limit-request-line",),
+            lambda v: _int(v, 0, 8190), 4094,
+            "Longest request line in bytes (method, target and version), 0 to 8190; longer gets "
+            "414. 0 means the 8190 maximum.", metavar="INT"),
+    Setting("limit_request_fields", LIMITS, ("--limit-request-fields",),
+            lambda v: _int(v, 0, 32768), 100,
+            "Most header fields in a request, 0 to 32768; more gets 431. 0 means 32768.",
+            metavar="INT"),
+    Setting("limit_request_field_size", LIMITS, ("--limit-request-field-size",),
+            lambda v: _int(v, 0, 65536), 8190,
+            "Largest header field in bytes (name, colon and value), 0 to 65536; larger gets 431. "
+            "0 means 65536.", metavar="INT"),
+    # -- application
+    Setting("wsgi_app", APP, (), app_spec, None,
+            "The application, as MODULE:ATTRIBUTE, MODULE:FACTORY(ARGS) or MODULE (which looks "
+            "for 'application', then 'app'). Given as the positional argument on the command "
+            "line.", metavar="APP"),
+    Setting("chdir", APP, ("--chdir",), string, "",
+            "Change to this directory before loading the application.", metavar="DIR",
+            default_doc="the current directory"),
+    Setting("pythonpath", APP, ("--pythonpath",), string, "",
+            "Comma-separated directories to add to the Python path before loading the application.",
+            metavar="DIRS"),
+    # -- logging
+    Setting("loglevel", LOGGING, ("--log-level",), log_level, "info",
+            "Error log level: debug, info, warning, error or critical. debug also shows the "
+            "traceback of start-up errors.", metavar="LEVEL"),
+    Setting("accesslog", LOGGING, ("--access-logfile",), optional_string, None,
+            "Where to write the access log: a file, or - for standard output. Off by default.",
+            metavar="FILE"),
+    Setting("errorlog", LOGGING, ("--error-logfile", "--log-file"), string, "-",
+            "Where to write the error log: a file, or - for standard error.", metavar="FILE"),
+]
+
+BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
+SECTIONS: List[str] = list(dict.fromkeys(s.section for s in SETTINGS))
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (respects taskset and cgroup affinity)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Config:
+    """The effective settings; each value remembers where it came from."""
+
+    values: Dict[str, Any] = field(default_factory=dict)
+    sources: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for setting in SETTINGS:
+            if setting.name not in self.values:
+                default = setting.default
+                self.values[setting.name] = list(default) if isinstance(default, list) else default
+                self.sources[setting.name] = "default"
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def set(self, name: str, value: Any, source: str) -> None:
+        """Validate and set one setting; raise SettingError naming the setting and the value."""
+        setting = BY_NAME.get(name)
+        if setting is None:
+            raise SettingError(f"unknown setting {name!r}")
+        try:
+            self.values[name] = setting.validate(value)
+        except ValueError as exc:
+            if name == "wsgi_app":
+                raise SettingError(f"invalid application {value!r} ({source}): {exc}") from None
+            flag = setting.flags[-1] if setting.flags else name
+            where = name if source != "command line" else flag
+            raise SettingError(f"invalid value {value!r} for {where} ({source}): {exc}") from None
+        self.sources[name] = source
+
+    def items(self) -> Iterator[Tuple[str, Any]]:
+        for setting in SETTINGS:
+            yield setting.name, self.values[setting.name]
+
+    # -- values derived from several settings
+    @property
+    def worker_count(self) -> int:
+        if self.values["workers"] is not None:
+            return self.values["workers"]
+        env = os.environ.get("WEB_CONCURRENCY", "").strip()
+        if env:
+            try:
+                return positive_int(env)
+            except ValueError:
+                raise SettingError(f"invalid value {env!r} for WEB_CONCURRENCY: expected a "
+                                   "positive integer") from None
+        cores = cpu_count()
+        return cores if self.values["worker_class"] != "sync" else 2 * cores + 1
+
+    @property
+    def request_line_limit(self) -> int:
+        return self.values["limit_request_line"] or 8190
+
+    @property
+    def request_fields_limit(self) -> int:
+        return self.values["limit_request_fields"] or 32768
+
+    @property
+    def request_field_size_limit(self) -> int:
+        return self.values["limit_request_field_size"] or 65536

@@ -1,0 +1,205 @@
+"""Listening sockets: parse bind addresses, bind TCP v4/v6 and unix sockets, adopt inherited fds."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+from typing import Optional
+
+DEFAULT_PORT = 8000
+
+
+class BindError(Exception):
+    """A listener could not be created; the message is one line meant for the operator."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed bind address: ``kind`` is ``tcp``, ``unix`` or ``fd``."""
+
+    kind: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "fd":
+            return f"fd://{self.fd}"
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``HOST:PORT``, ``[V6]:PORT``, ``HOST``, ``:PORT``, ``unix:/path`` or ``fd://N``.
+
+    Raises ValueError with a message that says which forms are accepted.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("expected an address such as 127.0.0.1:8000, [::1]:8000, unix:/path or fd://3")
+    text = text.strip()
+    if text.startswith("unix:"):
+        path = text[5:]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ValueError(f"{text!r}: a unix socket address needs a path, as in "
+                             "unix:/run/app.sock")
+        return Address("unix", path=path)
+    if text.startswith("fd://"):
+        num = text[5:]
+        if not num.isdigit():
+            raise ValueError(f"{text!r}: expected fd://N with N a file descriptor number")
+        return Address("fd", fd=int(num))
+    if text.startswith("tcp://"):
+        text = text[6:]
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{text!r}: an IPv6 address needs a closing bracket, as in [::1]:8000")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected [V6ADDR]:PORT")
+        port_text = rest[1:] if rest else ""
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+        except OSError:
+            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
+    elif text.count(":") > 1:
+        raise ValueError(f"{text!r}: write IPv6 addresses in brackets, as in [::1]:8000")
+    else:
+        host, _, port_text = text.partition(":")
+        host = host or "0.0.0.0"
+        if any(c.isspace() or c in "/@?#" for c in host):
+            raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+    if not port_text:
+        port = DEFAULT_PORT
+    elif port_text.isdigit() and int(port_text) <= 65535:
+        port = int(port_text)
+    else:
+        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+    return Address("tcp", host=host, port=port)
+
+
+def _unlink_stale_unix_socket(path: str) -> None:
+    """Remove a unix socket file left by a dead server; refuse if a server still answers on it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise BindError(f"cannot listen on unix:{path}: the path exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise BindError(f"cannot listen on unix:{path}: another server is accepting connections on it")
+
+
+def _describe_bind_error(address: Address, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        hint = "address already in use (is another server running on it?)"
+    elif exc.errno == errno.EACCES:
+        hint = "permission denied (ports below 1024 need privileges)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        hint = "this machine has no such address"
+    else:
+        hint = exc.strerror or str(exc)
+    return f"cannot listen on {address}: {hint}"
+
+
+def bind(address: Address, backlog: int = 2048, reuse_port: bool = False) -> socket.socket:
+    """Create a listening socket for ``address``; raise BindError with a one-line reason."""
+    if address.kind == "fd":
+        return adopt_fd(address.fd)
+    if address.kind == "unix":
+        _unlink_stale_unix_socket(address.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address.path)
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.close()
+            raise BindError(_describe_bind_error(address, exc)) from None
+        return sock
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, socket.AF_UNSPEC,
+                                   socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"cannot listen on {address}: cannot resolve {address.host!r} "
+                        f"({exc.strerror})") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(_describe_bind_error(address, exc)) from None
+    return sock
+
+
+def adopt_fd(fd: int) -> socket.socket:
+    """Wrap an inherited file descriptor that must be a listening stream socket."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"cannot use fd://{fd}: {exc.strerror or exc}") from None
+    try:
+        if sock.type != socket.SOCK_STREAM:
+            raise BindError(f"cannot use fd://{fd}: it is not a stream socket")
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise BindError(f"cannot use fd://{fd}: the socket is not listening")
+    except BindError:
+        sock.detach()
+        raise
+    return sock
+
+
+def describe(sock: socket.socket) -> str:
+    """A URL-like name for a listener, for the log: http://127.0.0.1:8000 or unix:/path."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{name if isinstance(name, str) else name.decode()}"
+    host, port = name[0], name[1]
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def server_name_port(sock: socket.socket) -> tuple[str, str]:
+    """SERVER_NAME and SERVER_PORT to use when a request carries no Host."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        name = sock.getsockname()
+        return str(name[0]), str(name[1])
+    return "localhost", "80"
+
+
+def close_listener(sock: socket.socket, unlink: bool = True) -> None:
+    """Close a listener; remove its unix socket file when this process created it."""
+    path: Optional[str] = None
+    if unlink and sock.family == socket.AF_UNIX:
+        try:
+            path = sock.getsockname()
+        except OSError:
+            path = None
+    sock.close()
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
