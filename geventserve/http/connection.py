@@ -1,0 +1,351 @@
+"""One client connection: read request heads, hand each request to the WSGI layer, keep alive.
+
+The same code serves the gevent worker (a greenlet per connection, cooperative sockets) and the
+sync worker (blocking sockets). Every wait has a deadline, kept in ``Connection.deadline``: the
+sync worker turns it into a socket timeout; the gevent worker leaves its sockets without
+timeouts and has one periodic sweep interrupt the connections whose deadline has passed
+(``Service.expired``), which spares a timer per wait on the hot path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from .. import logs
+from .errors import BodyTimeout, HTTPError, MalformedBody, RequestTimeout, TruncatedBody
+from .parser import Request, RequestParser
+from .response import CONTINUE, error_response
+
+if TYPE_CHECKING:
+    from .service import Service
+
+# An unread body is read and dropped, up to this many bytes, so the connection can be reused.
+DRAIN_LIMIT = 256 * 1024
+# Body bytes read ahead, before the application runs, to notice a body cut short.
+PEEK_LIMIT = 64 * 1024
+# After an error response, how long and how much client input is read and dropped before close.
+LINGER_SECONDS = 1.0
+LINGER_LIMIT = 1024 * 1024
+_socket_timeout = socket.timeout
+
+
+class ClientGone(Exception):
+    """Sending to the client failed: it closed the connection or stopped reading."""
+
+
+class Connection:
+    """Serves the requests of one client connection, in order (pipelined ones included)."""
+
+    __slots__ = ("service", "sock", "parser", "environ", "idle", "broken", "response_started",
+                 "request", "request_started", "deadline", "task", "_timeout", "_head_deadline")
+
+    def __init__(self, service: Service, sock: socket.socket, environ: Dict[str, Any]) -> None:
+        self.service = service
+        self.sock = sock
+        self.parser = RequestParser(*service.parser_limits)
+        #: environ keys common to every request of this connection (REMOTE_ADDR...)
+        self.environ = environ
+        #: waiting for the next request with nothing received (a graceful stop closes these)
+        self.idle = False
+        #: a framing error was seen: the connection must not be reused
+        self.broken = False
+        #: the final response head of the current request has been sent
+        self.response_started = False
+        #: the request being served, and when it started (for the watchdog's report)
+        self.request: Optional[Request] = None
+        self.request_started = 0.0
+        #: when the socket operation under way must be done (0: none under way)
+        self.deadline = 0.0
+        #: what the gevent worker interrupts when the deadline passes (its greenlet)
+        self.task: Any = None
+        self._timeout: Optional[float] = None
+        self._head_deadline: Optional[float] = monotonic() + service.header_timeout
+
+    # -- the request loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._serve()
+        except ClientGone as exc:
+            logs.error_log.debug("client went away: %s", exc)
+        except (ConnectionError, _socket_timeout) as exc:
+            logs.error_log.debug("connection ended: %s", exc)
+        except OSError as exc:
+            if exc.errno not in (errno.EBADF, errno.ENOTCONN):
+                logs.error_log.debug("connection failed: %s", exc)
+        finally:
+            self.close()
+
+    def _serve(self) -> None:
+        service = self.service
+        parser = self.parser
+        ready = parser.ready
+        handle = service.handle_request
+        while True:
+            while not ready:
+                if parser.stopped:
+                    if parser.error is not None:
+                        self.send_error(parser.error)
+                    return
+                if not self._receive_head():
+                    return
+            request = ready.popleft()
+            if not request.complete:
+                if parser.error is not None:
+                    # The fault lies in this request's body: answer it without the application.
+                    self.send_error(parser.error)
+                    return
+                if not request.expect_continue and not self._peek_body(request):
+                    return
+            self.request = request
+            self.request_started = monotonic()
+            self.response_started = False
+            keep_alive = handle(self, request)
+            self.request = None
+            if not keep_alive or (not request.complete and not self._drain(request)):
+                return
+            if ready or parser.in_head:
+                self._head_deadline = monotonic() + service.header_timeout
+            else:
+                self._head_deadline = None
+
+    def _receive_head(self) -> bool:
+        """Receive more of the next request head; False when the connection should end."""
+        service = self.service
+        deadline = self._head_deadline
+        if deadline is None:
+            if service.stopping:
+                return False
+            self._arm(service.keepalive)
+            self.idle = True
+        else:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                return self._head_timed_out()
+            self._arm(remaining)
+        try:
+            received = self.sock.recv_into(service.buffer)
+        except _socket_timeout:
+            return self._head_timed_out() if deadline is not None else False
+        finally:
+            self.idle = False
+            self.deadline = 0.0
+        if not received:
+            return False
+        if deadline is None:
+            self._head_deadline = monotonic() + service.header_timeout
+        self.parser.feed(service.view[:received])
+        return True
+
+    def _head_timed_out(self) -> bool:
+        if self.parser.in_head:
+            self.send_error(RequestTimeout(f"the request head did not arrive within "
+                                           f"{self.service.header_timeout:g} seconds"))
+        return False
+
+    def _peek_body(self, request: Request) -> bool:
+        """Take in the body bytes already there; answer 400 if the client has already gone."""
+        service = self.service
+        self._set_socket_timeout(0.0)
+        try:
+            while not request.complete and len(request.body) < PEEK_LIMIT:
+                try:
+                    received = self.sock.recv_into(service.buffer)
+                except (BlockingIOError, _socket_timeout):
+                    return True
+                if not received:
+                    self.send_error(TruncatedBody("the client closed the connection before "
+                                                  "sending the whole body"))
+                    return False
+                self.parser.feed(service.view[:received])
+                if self.parser.error is not None and not request.complete:
+                    self.send_error(self.parser.error)
+                    return False
+        finally:
+            self._set_socket_timeout(None if service.sweeps_deadlines else service.body_timeout)
+        return True
+
+    def fill_body(self, request: Request) -> None:
+        """Receive more of ``request``'s body (for wsgi.input), or raise a BodyError."""
+        parser = self.parser
+        if parser.error is not None:
+            self.broken = True
+            raise MalformedBody(parser.error.detail)
+        service = self.service
+        if request.expect_continue:
+            request.expect_continue = False
+            if not self.response_started and not request.received:
+                self.send(CONTINUE)
+        self._arm(service.body_timeout)
+        try:
+            received = self.sock.recv_into(service.buffer)
+        except _socket_timeout:
+            self.broken = True
+            raise BodyTimeout(f"the request body stalled for {service.body_timeout:g} "
+                              "seconds") from None
+        except OSError as exc:
+            self.broken = True
+            raise TruncatedBody(f"the connection failed while receiving the body: {exc}") from None
+        finally:
+            self.deadline = 0.0
+        if not received:
+            self.broken = True
+            raise TruncatedBody("the client closed the connection before sending the whole body")
+        parser.feed(service.view[:received])
+        if parser.error is not None and not request.complete:
+            self.broken = True
+            raise MalformedBody(parser.error.detail)
+
+    def _drain(self, request: Request) -> bool:
+        """Read and drop the unread rest of the body; False to close the connection instead."""
+        if request.expect_continue or self.broken:
+            return False  # the client may be waiting for 100 Continue: it might never send it
+        if (request.content_length is not None
+                and request.content_length - request.received > DRAIN_LIMIT):
+            return False
+        request.discard = True
+        request.body.clear()
+        limit = request.received + DRAIN_LIMIT
+        try:
+            while not request.complete:
+                if request.received > limit:
+                    return False
+                self.fill_body(request)
+        except (HTTPError, OSError):
+            return False
+        return True
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data``; ClientGone if the client closed or stops reading for too long."""
+        sock = self.sock
+        timeout = self.service.body_timeout
+        self._arm(timeout)
+        try:
+            sent = sock.send(data)
+            if sent < len(data):
+                view = memoryview(data)
+                while sent < len(view):
+                    self._arm(timeout)  # the deadline is for a stall, not for the whole body
+                    sent += sock.send(view[sent:])
+        except _socket_timeout:
+            raise ClientGone(f"the client read nothing for {timeout:g} seconds") from None
+        except OSError as exc:
+            raise ClientGone(str(exc)) from None
+        finally:
+            self.deadline = 0.0
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of file ``fd`` from ``offset``, with os.sendfile when possible."""
+        if not self.service.use_sendfile:
+            return self._send_file_by_copy(fd, offset, count)
+        timeout = self.service.body_timeout
+        out = self.sock.fileno()
+        sent = 0
+        try:
+            while sent < count:
+                try:
+                    n = os.sendfile(out, fd, offset + sent, min(count - sent, 1 << 30))
+                except BlockingIOError:
+                    # select.select is gevent's cooperative one in a gevent worker.
+                    _, writable, _ = select.select([], [out], [], timeout)
+                    if not writable:
+                        raise ClientGone(f"the client read nothing for {timeout:g} "
+                                         "seconds") from None
+                    continue
+                if n == 0:
+                    break  # the file is shorter than expected
+                sent += n
+        except OSError as exc:
+            raise ClientGone(str(exc)) from None
+        return sent
+
+    def _send_file_by_copy(self, fd: int, offset: int, count: int) -> int:
+        sent = 0
+        while sent < count:
+            data = os.pread(fd, min(count - sent, 256 * 1024), offset + sent)
+            if not data:
+                break
+            self.send(data)
+            sent += len(data)
+        return sent
+
+    def send_error(self, error: HTTPError) -> None:
+        """Answer an error the server found itself; the connection is closed afterwards."""
+        logs.error_log.debug("%d %s: %s", error.status, error.reason, error.detail)
+        self.broken = True
+        try:
+            self.send(error_response(error))
+        except ClientGone:
+            return
+        if self.service.access is not None:
+            self.service.log_error_access(self, error)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _arm(self, seconds: float) -> None:
+        """Give the next socket operation ``seconds`` to complete."""
+        self.deadline = monotonic() + seconds
+        if not self.service.sweeps_deadlines:
+            self._set_socket_timeout(seconds)
+
+    def _set_socket_timeout(self, timeout: Optional[float]) -> None:
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
+
+    def interrupt(self) -> None:
+        """Called by the deadline sweep: make the blocked socket operation time out."""
+        task = self.task
+        if task is not None:
+            task.throw(_socket_timeout("timed out"))
+
+    def close_if_idle(self) -> None:
+        """For a graceful stop: end this connection now if it waits for a request."""
+        if not self.idle:
+            return
+        try:
+            # select.select polls without waiting (gevent's does the same with a 0 timeout).
+            if select.select([self.sock], [], [], 0)[0]:
+                return  # a request is arriving: it is answered, then the connection closed
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        sock = self.sock
+        if self.broken:
+            self._linger()
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def _linger(self) -> None:
+        """After an error response, read and drop what the client still sends for a moment.
+
+        Closing with unread input makes the kernel reset the connection, and a reset can
+        destroy the response before the client has read it.
+        """
+        sock = self.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            deadline = monotonic() + LINGER_SECONDS
+            dropped = 0
+            while dropped < LINGER_LIMIT:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return
+                self._set_socket_timeout(min(remaining, 0.2))
+                data = sock.recv(65536)
+                if not data:
+                    return
+                dropped += len(data)
+        except (OSError, ValueError):
+            return

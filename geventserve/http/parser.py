@@ -1,0 +1,293 @@
+"""Request heads and bodies from bytes: httptools (llhttp) parses, this module adds the rest.
+
+llhttp already rejects, in its strict mode: Content-Length with Transfer-Encoding, a bad or
+repeated Content-Length, a Transfer-Encoding whose last coding is not chunked, bad chunk sizes and
+extensions, chunk data without its CRLF, whitespace before a colon, obs-fold, non-token field
+names, control characters in values, bare LF line ends, and bad characters in the target.
+This module adds the RFC 9110/9112 rules llhttp does not enforce (Host, codings other than
+chunked, Transfer-Encoding on HTTP/1.0, fragments, versions, Expect) and the size limits, and
+turns every failure into an HTTPError carrying the status to answer with.
+
+The parser is fed whatever the socket gave; complete request heads queue up in ``ready`` (that is
+how pipelining works) and body bytes go to the request they belong to. The first fault stops the
+parser and is kept in ``error``: the requests queued before it are still answered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Deque, List, Optional, Tuple
+
+import httptools
+
+from .errors import (
+    BadRequest,
+    ExpectationFailed,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    MethodNotImplemented,
+    URITooLong,
+    VersionNotSupported,
+)
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HOST = re.compile(rb"(\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
+_CHUNKED = b"chunked"
+_CONTINUE = b"100-continue"
+
+# Field names that the parser itself acts upon, lower-cased.
+_HOST_NAME, _TE_NAME = b"host", b"transfer-encoding"
+_CL_NAME, _EXPECT_NAME = b"content-length", b"expect"
+_SPECIAL = frozenset((_HOST_NAME, _TE_NAME, _CL_NAME, _EXPECT_NAME))
+
+_METHOD_NAMES = {m.encode(): m for m in (
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
+
+
+class Request:
+    """One request: its head as received and its body as it arrives."""
+
+    __slots__ = ("method", "target", "version", "headers", "host", "keep_alive", "chunked",
+                 "content_length", "expect_continue", "body", "complete", "discard", "received")
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = b""
+        self.version = "1.1"
+        #: (name, value) pairs as received; names containing "_" are already dropped.
+        self.headers: List[Tuple[bytes, bytes]] = []
+        self.host: Optional[bytes] = None
+        self.keep_alive = False
+        self.chunked = False
+        self.content_length: Optional[int] = None
+        self.expect_continue = False
+        #: body bytes received and not yet read by the application
+        self.body = bytearray()
+        #: the whole body has been received
+        self.complete = False
+        #: drop body bytes instead of keeping them (draining an unread body)
+        self.discard = False
+        #: body bytes received so far
+        self.received = 0
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+class RequestParser:
+    """Feeds bytes to llhttp; see the module docstring for what comes out."""
+
+    def __init__(self, line_limit: int = 4094, fields_limit: int = 100,
+                 field_size_limit: int = 8190) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        #: requests whose head is complete, oldest first, not yet handed out
+        self.ready: Deque[Request] = deque()
+        #: the fault that stopped the parser, answered after the requests in ``ready``
+        self.error: Optional[HTTPError] = None
+        self._line_limit = line_limit
+        self._fields_limit = fields_limit
+        self._field_size_limit = field_size_limit
+        # Bytes a head may take: the request line, every field at its largest, their CRLFs.
+        self._head_limit = line_limit + fields_limit * (field_size_limit + 2) + 4
+        self._request: Optional[Request] = None  # the request being parsed
+        self._in_head = False
+        self._head_bytes = 0
+        self._url_parts: List[bytes] = []
+        self._url_budget = 0
+        self._fields = 0
+        self._hosts = 0
+        self._te: Optional[bytes] = None
+        self._cl: Optional[bytes] = None
+        self._expect: Optional[bytes] = None
+        self._fault: Optional[HTTPError] = None
+        self._completed = 0
+        self._stopped = False  # a request that ends the connection was parsed
+
+    @property
+    def in_head(self) -> bool:
+        """Part of a request head has arrived, but not all of it."""
+        return self._in_head
+
+    @property
+    def stopped(self) -> bool:
+        """No more requests will come out of this parser (fault, close or upgrade)."""
+        return self._stopped or self.error is not None
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``: complete heads go to ``ready``, body bytes to their request."""
+        if self._stopped or self.error is not None:
+            return
+        at_boundary = self._request is None
+        if at_boundary or self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._head_limit:
+                self._fail(HeaderFieldsTooLarge("the request head is larger than the limits "
+                                                "allow (--limit-request-fields and "
+                                                "--limit-request-field-size)"))
+                return
+        completed_before = self._completed
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgrade(data, exc.args[0])
+        except httptools.HttpParserCallbackError:
+            self._fail(self._fault or BadRequest("malformed request"))
+        except httptools.HttpParserInvalidMethodError:
+            starts_here = at_boundary and self._completed == completed_before
+            self._fail(self._method_error(data if starts_here else None))
+        except httptools.HttpParserError as exc:
+            if self._stopped:
+                return  # bytes after a request that closes the connection: ignored
+            self._fail(_llhttp_error(str(exc), self._request))
+
+    # -- llhttp callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._request = Request()
+        self._in_head = True
+        self._url_parts = []
+        self._url_budget = -1
+        self._fields = self._hosts = 0
+        self._te = self._cl = self._expect = None
+
+    def on_url(self, part: bytes) -> None:
+        if self._url_budget < 0:
+            # The line also holds the method, two spaces and "HTTP/1.1".
+            self._url_budget = self._line_limit - len(self._parser.get_method()) - 10
+        self._url_budget -= len(part)
+        if self._url_budget < 0:
+            self._raise(URITooLong(f"the request line is longer than {self._line_limit} bytes "
+                                   "(--limit-request-line)"))
+        self._url_parts.append(part)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer field after a chunked body: not passed on
+        self._fields += 1
+        if self._fields > self._fields_limit:
+            self._raise(HeaderFieldsTooLarge(f"more than {self._fields_limit} header fields "
+                                             "(--limit-request-fields)"))
+        if len(name) + len(value) + 2 > self._field_size_limit:
+            self._raise(HeaderFieldsTooLarge(
+                f"header field {name[:64].decode('latin-1')!r} is longer than "
+                f"{self._field_size_limit} bytes (--limit-request-field-size)"))
+        if b"_" in name:
+            return  # so that X_Forwarded_For can never pose as X-Forwarded-For
+        value = value.rstrip(b" \t")  # llhttp strips the OWS before a value, not after it
+        lname = name.lower()
+        if lname in _SPECIAL:
+            if lname == _HOST_NAME:
+                self._hosts += 1
+                self._request.host = value  # type: ignore[union-attr]
+            elif lname == _TE_NAME:
+                self._te = value
+            elif lname == _CL_NAME:
+                self._cl = value
+            else:
+                self._expect = value if self._expect is None else self._expect + b"," + value
+        self._request.headers.append((name, value))  # type: ignore[union-attr]
+
+    def on_headers_complete(self) -> None:
+        request = self._request
+        assert request is not None
+        self._in_head = False
+        self._head_bytes = 0
+        parser = self._parser
+        raw_method = parser.get_method()
+        request.method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii")
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            self._raise(VersionNotSupported(f"HTTP/{version} is not supported; this server "
+                                            "speaks HTTP/1.1 and HTTP/1.0"))
+        request.version = version
+        target = b"".join(self._url_parts)
+        if b"#" in target:
+            self._raise(BadRequest("the request target contains a fragment (#)"))
+        request.target = target
+        if self._hosts != 1:
+            if self._hosts > 1:
+                self._raise(BadRequest("more than one Host header"))
+            if version == "1.1":
+                self._raise(BadRequest("an HTTP/1.1 request must have a Host header"))
+        elif not _HOST.fullmatch(request.host):  # type: ignore[arg-type]
+            self._raise(BadRequest("invalid Host header"))
+        te = self._te
+        if te is not None:
+            if version == "1.0":
+                self._raise(BadRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request"))
+            if te.strip().lower() != _CHUNKED:
+                self._raise(BadRequest("unsupported Transfer-Encoding "
+                                       f"{te.decode('latin-1')!r}: only chunked is accepted"))
+            request.chunked = True
+        elif self._cl is not None:
+            request.content_length = int(self._cl)  # llhttp has checked it is 1*DIGIT
+        expect = self._expect
+        if expect is not None and version == "1.1":
+            if expect.strip().lower() != _CONTINUE:
+                self._raise(ExpectationFailed("unsupported expectation "
+                                              f"{expect.decode('latin-1')!r}"))
+            request.expect_continue = True
+        if request.method == "CONNECT":
+            self._raise(MethodNotImplemented("CONNECT is not supported by this server"))
+        request.keep_alive = parser.should_keep_alive()
+        request.complete = not (request.chunked or request.content_length)
+        self.ready.append(request)
+
+    def on_body(self, data: bytes) -> None:
+        request = self._request
+        request.received += len(data)  # type: ignore[union-attr]
+        if not request.discard:  # type: ignore[union-attr]
+            request.body += data  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        request = self._request
+        assert request is not None
+        request.complete = True
+        self._request = None
+        self._completed += 1
+        if not request.keep_alive:
+            self._stopped = True
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def _raise(self, error: HTTPError) -> None:
+        self._fault = error
+        raise error
+
+    def _fail(self, error: HTTPError) -> None:
+        self.error = error
+        self._fault = None
+
+    def _method_error(self, data: Optional[bytes]) -> HTTPError:
+        if data is not None:
+            method, space, _ = bytes(data).lstrip(b"\r\n").partition(b" ")
+            if _TOKEN.fullmatch(method):
+                return MethodNotImplemented(f"method {method[:32].decode('latin-1')!r} is not "
+                                            "supported by this server")
+        return BadRequest("invalid request method")
+
+    def _upgrade(self, data: bytes, offset: int) -> None:
+        # llhttp stops after the head of a request with "Connection: upgrade" and an Upgrade
+        # field (httptools has already resumed it). The upgrade itself is ignored: the request
+        # is answered like any other, so it must not carry a body that llhttp skipped.
+        request = self.ready[-1] if self.ready else None
+        if request is not None and request.has_body:
+            self.ready.pop()
+            self._fail(BadRequest("a request body together with Upgrade is not supported"))
+            return
+        rest = memoryview(data)[offset:]
+        if rest:
+            self.feed(rest)
+
+
+def _llhttp_error(reason: str, request: Optional[Request]) -> HTTPError:
+    """Map one of llhttp's error reasons to the status to answer with."""
+    if reason == "Invalid HTTP version" or reason == "Pause on PRI/Upgrade":
+        # The latter is the HTTP/2 connection preface ("PRI * HTTP/2.0").
+        return VersionNotSupported("unsupported HTTP version; this server speaks HTTP/1.1 and "
+                                   "HTTP/1.0")
+    if request is not None and not request.complete and request.method:
+        return BadRequest(f"malformed request body: {reason}")
+    return BadRequest(f"malformed request: {reason}")

@@ -1,0 +1,128 @@
+"""Response heads: the checks on what the application passes to start_response, and the bytes.
+
+An invalid status or header is refused here (ValueError or TypeError), so it is never written.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import formatdate
+from typing import Dict, Tuple
+
+from .errors import HTTPError
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Field values may hold VCHAR, obs-text, SP and HTAB: no other control character.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+# What a response header field means to the server (its "kind").
+PLAIN, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, HOP_BY_HOP, DATE, SERVER = range(7)
+_SPECIAL_KINDS = {
+    "content-length": CONTENT_LENGTH,
+    "transfer-encoding": TRANSFER_ENCODING,
+    "connection": CONNECTION,
+    "keep-alive": HOP_BY_HOP,
+    "date": DATE,
+    "server": SERVER,
+}
+_NAME_KINDS: Dict[str, int] = {}
+_STATUS_LINES: Dict[str, Tuple[int, bytes]] = {}
+_CACHE_LIMIT = 2048
+
+SERVER_HEADER = b"Server: geventserve\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def header_kind(name: object) -> int:
+    """The kind of a response header field name; ValueError/TypeError if it is not a token."""
+    kind = _NAME_KINDS.get(name)  # type: ignore[arg-type]
+    if kind is not None:
+        return kind
+    if type(name) is not str:
+        raise TypeError(f"header name {name!r} is a {type(name).__name__}, not a str")
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"header name {name!r} is not a valid token")
+    kind = _SPECIAL_KINDS.get(name.lower(), PLAIN)
+    if len(_NAME_KINDS) < _CACHE_LIMIT:
+        _NAME_KINDS[name] = kind
+    return kind
+
+
+def check_value(name: str, value: object) -> None:
+    """Refuse a header value that is not a latin-1 str without control characters."""
+    if type(value) is not str:
+        raise TypeError(f"value of header {name!r} is a {type(value).__name__}, not a str")
+    if value.isascii() and value.isprintable():
+        return
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"value of header {name!r} contains a control character (CR, LF or "
+                         f"another): {value[:80]!r}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"value of header {name!r} has characters outside latin-1: "
+                         f"{value[:80]!r}") from None
+
+
+def status_line(status: object) -> Tuple[int, bytes]:
+    """(code, b'HTTP/1.1 <status>\\r\\n') for a WSGI status string such as '200 OK'."""
+    cached = _STATUS_LINES.get(status)  # type: ignore[arg-type]
+    if cached is not None:
+        return cached
+    if type(status) is not str:
+        raise TypeError(f"status {status!r} is a {type(status).__name__}, not a str")
+    if not (len(status) >= 3 and status[:3].isdigit() and status[0] != "0"
+            and (len(status) == 3 or status[3] == " ")):
+        raise ValueError(f"status {status!r} is not of the form '200 OK'")
+    check_value("status", status)
+    line = status if len(status) > 3 else status + " "
+    result = (int(status[:3]), b"HTTP/1.1 " + line.encode("latin-1") + b"\r\n")
+    if len(_STATUS_LINES) < _CACHE_LIMIT:
+        _STATUS_LINES[status] = result
+    return result
+
+
+_date_second = 0
+_date_header = b""
+
+
+def date_header() -> bytes:
+    """b'Date: <IMF-fixdate>\\r\\n', formatted at most once a second."""
+    global _date_second, _date_header
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_header = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+    return _date_header
+
+
+def error_response(error: HTTPError, keep_alive: bool = False) -> bytes:
+    """A complete plain-text response for an error the server answers by itself."""
+    body = f"{error.status} {error.reason}: {error.detail}\n".encode("utf-8", "replace")
+    head = [b"HTTP/1.1 %d %s\r\n" % (error.status, error.reason.encode()),
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n",
+            date_header(), SERVER_HEADER, b"\r\n"]
+    return b"".join(head) + body
+
+
+INTERNAL_ERROR_BODY = (b"500 Internal Server Error: the application failed; see the server's "
+                       b"error log.\n")
+
+
+def internal_error_response(keep_alive: bool = False) -> bytes:
+    head = [b"HTTP/1.1 500 Internal Server Error\r\n",
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(INTERNAL_ERROR_BODY),
+            b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n",
+            date_header(), SERVER_HEADER, b"\r\n"]
+    return b"".join(head) + INTERNAL_ERROR_BODY
+
+
+def parse_content_length(value: str) -> int:
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"Content-Length {value!r} is not a number of bytes")
+    return int(value)
+

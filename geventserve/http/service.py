@@ -1,0 +1,126 @@
+"""What the connections of one worker share: the app, the settings they read, the live state.
+
+A worker creates one Service and calls ``serve(sock, peer, listener)`` for each accepted
+connection; ``stop()`` starts a graceful stop (no new requests, idle connections closed).
+A worker whose connections run as tasks (greenlets) passes ``current_task`` and calls
+``interrupt_expired()`` periodically; otherwise deadlines become socket timeouts.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable, Dict, Optional, Set
+
+from .. import SERVER_SOFTWARE, logs
+from ..settings import Config
+from . import wsgi
+from .connection import Connection
+from .errors import HTTPError
+
+RECV_BUFFER_SIZE = 64 * 1024
+
+
+class Service:
+    """The HTTP side of a worker: serves connections, counts requests, stops gracefully."""
+
+    def __init__(self, app: Callable[..., Any], config: Config, *, multiprocess: bool,
+                 multithread: bool, keepalive: bool = True,
+                 current_task: Optional[Callable[[], Any]] = None) -> None:
+        self.app = app
+        #: returns the task (greenlet) serving the calling connection, which
+        #: ``interrupt_expired`` interrupts when the connection's deadline passes
+        self.current_task = current_task
+        self.sweeps_deadlines = current_task is not None
+        self.keepalive = config.keepalive if keepalive else 0.0
+        self.header_timeout = config.header_timeout
+        self.body_timeout = config.body_timeout
+        self.parser_limits = (config.request_line_limit, config.request_fields_limit,
+                              config.request_field_size_limit)
+        # One receive buffer for the whole worker: bytes are parsed as soon as they are
+        # received, before any other connection can run, so connections never share it at once.
+        self.buffer = bytearray(RECV_BUFFER_SIZE)
+        self.view = memoryview(self.buffer)
+        self.use_sendfile = True
+        self.handle_request = wsgi.handle
+        self.access: Optional[Callable[..., None]] = (
+            logs.log_access if logs.access_enabled() else None)
+        #: set once the worker stops taking requests; read by every connection between requests
+        self.stopping = False
+        self.connections: Set[Connection] = set()
+        #: requests answered by this worker, and the callback run when ``request_limit`` is hit
+        self.requests = 0
+        self.request_limit = 0
+        self.on_request_limit: Optional[Callable[[], None]] = None
+        self.base_environ: Dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": wsgi.ErrorStream(),
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": wsgi.FileWrapper,
+            "wsgi.url_scheme": "http",
+            "SERVER_SOFTWARE": SERVER_SOFTWARE,
+            "SCRIPT_NAME": "",
+        }
+        self._listener_environs: Dict[int, Dict[str, Any]] = {}
+
+    def _listener_environ(self, listener: socket.socket) -> Dict[str, Any]:
+        key = listener.fileno()
+        environ = self._listener_environs.get(key)
+        if environ is None:
+            environ = dict(self.base_environ)
+            if listener.family in (socket.AF_INET, socket.AF_INET6):
+                name = listener.getsockname()
+                environ["SERVER_NAME"], environ["SERVER_PORT"] = str(name[0]), str(name[1])
+            else:
+                environ["SERVER_NAME"], environ["SERVER_PORT"] = "localhost", "80"
+            self._listener_environs[key] = environ
+        return environ
+
+    def serve(self, sock: socket.socket, peer: Any, listener: socket.socket) -> None:
+        """Serve one accepted connection until it ends."""
+        environ = self._listener_environ(listener).copy()
+        if isinstance(peer, tuple):
+            environ["REMOTE_ADDR"] = peer[0]
+            environ["REMOTE_PORT"] = str(peer[1])
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        else:
+            environ["REMOTE_ADDR"] = ""
+        conn = Connection(self, sock, environ)
+        if self.current_task is not None:
+            conn.task = self.current_task()
+        self.connections.add(conn)
+        try:
+            conn.run()
+        finally:
+            self.connections.discard(conn)
+
+    def interrupt_expired(self, now: float) -> None:
+        """Make every socket operation past its deadline time out (gevent worker's sweep)."""
+        for conn in [c for c in self.connections if 0.0 < c.deadline < now]:
+            if 0.0 < conn.deadline < now:  # the previous interrupt may have moved it on
+                conn.interrupt()
+
+    def request_done(self) -> None:
+        self.requests += 1
+        if self.requests == self.request_limit and self.on_request_limit is not None:
+            self.on_request_limit()
+
+    def stop(self) -> None:
+        """Take no new requests: busy connections finish with Connection: close, idle ones end."""
+        self.stopping = True
+        for conn in list(self.connections):
+            conn.close_if_idle()
+
+    def log_error_access(self, conn: Connection, error: HTTPError) -> None:
+        """Access-log an error the server answered without the application."""
+        environ = dict(conn.environ)
+        environ.setdefault("REQUEST_METHOD", "-")
+        environ.setdefault("RAW_URI", "-")
+        environ.setdefault("SERVER_PROTOCOL", "-")
+        if self.access is not None:
+            self.access(environ, f"{error.status} {error.reason}", 0, 0.0)

@@ -1,0 +1,433 @@
+"""The WSGI layer (PEP 3333): the environ, start_response, and the framing of the response.
+
+``handle(conn, request)`` runs the application for one request and sends its response:
+Content-Length when known, chunked otherwise on HTTP/1.1, close-delimited on HTTP/1.0; no body
+for HEAD, 1xx, 204 and 304. It returns whether the connection may carry another request.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from .. import logs
+from .body import EMPTY_INPUT, Input
+from .connection import ClientGone
+from .errors import HTTPError
+from .parser import Request
+from .response import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    DATE,
+    HOP_BY_HOP,
+    SERVER,
+    SERVER_HEADER,
+    TRANSFER_ENCODING,
+    check_value,
+    date_header,
+    error_response,
+    header_kind,
+    internal_error_response,
+    parse_content_length,
+    status_line,
+)
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_ENVIRON_KEYS: Dict[bytes, str] = {}
+_KEY_CACHE_LIMIT = 2048
+
+
+def _environ_key(name: bytes) -> str:
+    key = _ENVIRON_KEYS.get(name)
+    if key is None:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        if len(_ENVIRON_KEYS) < _KEY_CACHE_LIMIT:
+            _ENVIRON_KEYS[name] = key
+    return key
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: lets the server send a file with os.sendfile."""
+
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+class ErrorStream:
+    """wsgi.errors: writes go to the error log's stream."""
+
+    def write(self, text: str) -> None:
+        for handler in logs.error_log.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None:
+                try:
+                    stream.write(text)
+                except (OSError, ValueError):
+                    pass
+                return
+        sys.stderr.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        for handler in logs.error_log.handlers:
+            try:
+                handler.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
+    """The PEP 3333 environ of one request."""
+    environ = conn.environ.copy()
+    target = request.target.decode("latin-1")
+    path, _, query = target.partition("?")
+    if path[:1] != "/" and path != "*":
+        # absolute-form: the authority in the target replaces the Host field (RFC 9112 3.2.2)
+        try:
+            url = httptools.parse_url(request.target)
+        except httptools.HttpParserInvalidURLError:
+            url = None
+        if url is not None and url.host:
+            path = (url.path or b"/").decode("latin-1")
+            query = (url.query or b"").decode("latin-1")
+            host = url.host.decode("latin-1")
+            environ["HTTP_HOST"] = host if url.port is None else f"{host}:{url.port}"
+    environ["REQUEST_METHOD"] = request.method
+    environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+    environ["QUERY_STRING"] = query
+    environ["RAW_URI"] = environ["REQUEST_URI"] = target
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
+    if request.complete and not request.body:
+        environ["wsgi.input"] = EMPTY_INPUT
+    else:
+        environ["wsgi.input"] = Input(conn.fill_body, request)
+    for name, value in request.headers:
+        key = _ENVIRON_KEYS.get(name) or _environ_key(name)
+        text = value.decode("latin-1")
+        if key in environ:
+            if key.startswith("HTTP_") and key != "HTTP_HOST":
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + text
+            continue
+        environ[key] = text
+    host = environ.get("HTTP_HOST")
+    if host:
+        if host[-1:] != "]" and ":" in host:
+            name, _, port = host.rpartition(":")
+            environ["SERVER_NAME"] = name
+            environ["SERVER_PORT"] = port or conn.environ["SERVER_PORT"]
+        else:
+            environ["SERVER_NAME"] = host
+            environ["SERVER_PORT"] = "443" if environ["wsgi.url_scheme"] == "https" else "80"
+    script_name = environ["SCRIPT_NAME"]
+    if script_name:
+        path_info = environ["PATH_INFO"]
+        if path_info == script_name or path_info.startswith(script_name + "/"):
+            environ["PATH_INFO"] = path_info[len(script_name):]
+    return environ
+
+
+class Exchange:
+    """The response to one request: start_response, write, and the framing decisions."""
+
+    __slots__ = ("conn", "request", "environ", "status", "code", "headers", "content_length",
+                 "app_close", "has_date", "has_server", "head_sent", "chunked", "close",
+                 "body_allowed", "sent", "to_send")
+
+    def __init__(self, conn: Connection, request: Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.status: Optional[str] = None
+        self.code = 0
+        self.headers = b""
+        self.content_length: Optional[int] = None
+        self.app_close = False
+        self.has_date = self.has_server = False
+        self.head_sent = False
+        self.chunked = False
+        self.close = False
+        self.body_allowed = True
+        self.sent = 0  # body bytes sent
+        self.to_send: Optional[int] = None  # body bytes still allowed by Content-Length
+
+    # -- what the application calls -------------------------------------------------------
+
+    def start_response(self, status: str, headers: List[Any],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response was called a second time without exc_info")
+        code, line = status_line(status)
+        if not isinstance(headers, (list, tuple)):
+            raise TypeError(f"response headers must be a list of (name, value) tuples, not "
+                            f"{type(headers).__name__}")
+        parts = [line]
+        content_length = None
+        app_close = has_date = has_server = False
+        for item in headers:
+            if type(item) is not tuple and not (isinstance(item, list) and len(item) == 2):
+                raise TypeError(f"response header {item!r} is not a (name, value) tuple")
+            try:
+                name, value = item
+            except ValueError:
+                raise TypeError(f"response header {item!r} is not a (name, value) tuple") from None
+            kind = header_kind(name)
+            check_value(name, value)
+            if kind:
+                if kind == CONTENT_LENGTH:
+                    length = parse_content_length(value.strip())
+                    if content_length is not None and length != content_length:
+                        raise ValueError("the response has two different Content-Length values")
+                    content_length = length
+                    continue  # written by send_head, which knows when it applies
+                elif kind in (TRANSFER_ENCODING, HOP_BY_HOP):
+                    continue  # hop-by-hop: the server frames the response itself
+                elif kind == CONNECTION:
+                    if "close" in value.lower():
+                        app_close = True
+                    continue
+                elif kind == DATE:
+                    has_date = True
+                elif kind == SERVER:
+                    has_server = True
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        self.status = status
+        self.code = code
+        self.headers = b"".join(parts)
+        self.content_length = content_length
+        self.app_close = app_close
+        self.has_date = has_date
+        self.has_server = has_server
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy write() callable, and the path of every body chunk."""
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"the application produced a {type(data).__name__}, not bytes")
+            data = bytes(data)
+        if not self.head_sent:
+            self.send_head(data, final=False)
+            return
+        if not data or not self.body_allowed:
+            return
+        to_send = self.to_send
+        if to_send is not None:
+            if len(data) > to_send:
+                data = data[:to_send]
+                self.close = True
+            self.to_send = to_send - len(data)
+        elif self.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        self.conn.send(data)
+        self.sent += len(data)
+
+    # -- framing --------------------------------------------------------------------------
+
+    def send_head(self, body: bytes, final: bool) -> None:
+        """Send the head together with the first body bytes (all of them when ``final``)."""
+        if self.status is None:
+            raise RuntimeError("the application did not call start_response")
+        request = self.request
+        conn = self.conn
+        code = self.code
+        extra = []
+        body_allowed = code >= 200 and code != 204 and code != 304 and request.method != "HEAD"
+        self.body_allowed = body_allowed
+        length = self.content_length
+        close = (not request.keep_alive or self.app_close or conn.broken
+                 or conn.service.stopping or not conn.service.keepalive)
+        if length is None:
+            if code >= 200 and code != 204 and code != 304 and (final or not body_allowed):
+                if final:
+                    length = len(body)
+                    extra.append(b"Content-Length: %d\r\n" % length)
+            elif body_allowed:
+                if request.version == "1.1":
+                    self.chunked = True
+                    extra.append(b"Transfer-Encoding: chunked\r\n")
+                else:
+                    close = True  # HTTP/1.0: the end of the body is the end of the connection
+        elif code < 200 or code == 204:
+            length = None
+        else:
+            extra.append(b"Content-Length: %d\r\n" % length)
+        if not request.complete and not close:
+            unread = (request.content_length - request.received
+                      if request.content_length is not None else 0)
+            if request.expect_continue or unread > 256 * 1024:
+                close = True
+        if close:
+            extra.append(b"Connection: close\r\n")
+        elif request.version == "1.0":
+            extra.append(b"Connection: keep-alive\r\n")
+        if not self.has_date:
+            extra.append(date_header())
+        if not self.has_server:
+            extra.append(SERVER_HEADER)
+        extra.append(b"\r\n")
+        self.close = close
+        self.head_sent = conn.response_started = True
+        head = self.headers + b"".join(extra)
+        if not body_allowed or not body:
+            if body_allowed and length is not None:
+                self.to_send = length
+            conn.send(head)
+            return
+        if length is not None:
+            if len(body) > length:
+                body = body[:length]
+                self.close = True
+            self.to_send = length - len(body)
+        elif self.chunked:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        conn.send(head + body)
+        self.sent = len(body)
+
+    def finish(self) -> None:
+        """End the response after the application's iterable is exhausted."""
+        if not self.head_sent:
+            self.send_head(b"", final=True)
+        if self.chunked:
+            self.conn.send(b"0\r\n\r\n")
+        elif self.to_send:
+            logs.error_log.warning("%s %s: the application sent %d bytes fewer than its "
+                                   "Content-Length; closing the connection",
+                                   self.request.method, self.environ_path(), self.to_send)
+            self.close = True
+
+    def environ_path(self) -> str:
+        return self.request.target.decode("latin-1")[:200]
+
+    def send_file(self, wrapper: FileWrapper) -> bool:
+        """Send a wsgi.file_wrapper over a real file with sendfile; False to iterate instead."""
+        filelike = wrapper.filelike
+        try:
+            fd = filelike.fileno()
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return False
+            offset = filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return False
+        count = max(info.st_size - offset, 0)
+        if self.content_length is not None:
+            count = min(count, self.content_length)
+        elif self.status is not None:
+            self.content_length = count
+        self.send_head(b"", final=False)
+        if not self.body_allowed or self.to_send is None:
+            return True
+        sent = self.conn.sendfile(fd, offset, min(count, self.to_send))
+        self.to_send -= sent
+        self.sent += sent
+        try:
+            filelike.seek(offset + sent)
+        except (OSError, ValueError):
+            pass
+        return True
+
+
+def handle(conn: Connection, request: Request) -> bool:
+    """Run the application for ``request``, send the response; True to keep the connection."""
+    service = conn.service
+    started = monotonic()
+    environ = build_environ(conn, request)
+    exchange = Exchange(conn, request)
+    result: Any = None
+    try:
+        result = service.app(environ, exchange.start_response)
+        if type(result) is list or type(result) is tuple:
+            # The whole body is known: one send, with a Content-Length.
+            if len(result) == 1 and type(result[0]) is bytes:
+                body = result[0]
+            else:
+                for item in result:
+                    if not isinstance(item, (bytes, bytearray, memoryview)):
+                        raise TypeError(f"the application produced a {type(item).__name__}, "
+                                        "not bytes")
+                body = b"".join(result)
+            if not exchange.head_sent:
+                exchange.send_head(body, final=True)
+            else:
+                exchange.write(body)
+            exchange.finish()
+        elif (type(result) is FileWrapper and not exchange.head_sent
+              and exchange.send_file(result)):
+            exchange.finish()
+        else:
+            write = exchange.write
+            for chunk in result:
+                if chunk:
+                    write(chunk)
+                    if not exchange.body_allowed:
+                        break  # HEAD, 204, 304: the head is out and no body follows
+            exchange.finish()
+    except ClientGone as exc:
+        logs.error_log.debug("%s %s: client went away: %s", request.method,
+                             exchange.environ_path(), exc)
+        exchange.close = True
+    except HTTPError as exc:
+        # A request-body error the application let through (truncated, malformed, stalled).
+        exchange.close = True
+        if not exchange.head_sent:
+            logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
+            exchange.status = f"{exc.status} {exc.reason}"
+            _send_quietly(conn, error_response(exc))
+    except Exception:
+        exchange.close = True
+        logs.error_log.exception("Error handling request %s %s", request.method,
+                                 exchange.environ_path())
+        if not exchange.head_sent:
+            exchange.status = "500 Internal Server Error"
+            _send_quietly(conn, internal_error_response())
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                exchange.close = True
+                logs.error_log.exception("Error closing the response of %s %s",
+                                         request.method, exchange.environ_path())
+    service.request_done()
+    if service.access is not None:
+        service.access(environ, exchange.status, exchange.sent, monotonic() - started)
+    return not exchange.close
+
+
+def _send_quietly(conn: Connection, data: bytes) -> None:
+    try:
+        conn.send(data)
+    except ClientGone:
+        pass
