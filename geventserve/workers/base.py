@@ -1,0 +1,148 @@
+"""What every worker process does: load the app, report its state and heartbeat, serve, exit.
+
+A worker talks to the supervisor through a small shared-memory ``Slot`` (heartbeat time, state,
+a one-line failure message) and its exit code; it knows nothing of HTTP parsing (that is
+``http.Service``), only how to accept connections and hand them over.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import struct
+import sys
+import traceback
+from time import monotonic
+from typing import Any, Callable, List, Optional
+
+from .. import logs
+from ..loading import AppLoadError, load_app, prepare_path
+from ..settings import Config
+
+# Exit codes a worker reports to the supervisor (gunicorn's values).
+WORKER_BOOT_ERROR = 3
+APP_LOAD_ERROR = 4
+
+# Worker states in the slot.
+BOOTING, READY, FAILED = 0, 1, 2
+
+_SLOT_SIZE = 4096
+_HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
+_MESSAGE_AT = 16
+
+
+class Slot:
+    """Shared memory between the supervisor and one worker, created before the fork."""
+
+    def __init__(self) -> None:
+        self._mem = mmap.mmap(-1, _SLOT_SIZE)
+        self.beat(BOOTING)
+
+    def beat(self, state: Optional[int] = None) -> None:
+        if state is None:
+            state = self._mem[8]
+        _HEADER.pack_into(self._mem, 0, monotonic(), state)
+
+    @property
+    def last_beat(self) -> float:
+        return _HEADER.unpack_from(self._mem, 0)[0]
+
+    @property
+    def state(self) -> int:
+        return self._mem[8]
+
+    def fail(self, message: str) -> None:
+        data = message.encode("utf-8", "replace")[:_SLOT_SIZE - _MESSAGE_AT - 1]
+        self._mem[_MESSAGE_AT:_MESSAGE_AT + len(data) + 1] = data + b"\0"
+        self.beat(FAILED)
+
+    @property
+    def message(self) -> str:
+        end = self._mem.find(b"\0", _MESSAGE_AT)
+        return self._mem[_MESSAGE_AT:end].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._mem.close()
+
+
+class Worker:
+    """A worker process; subclasses provide ``setup()`` (before the app loads) and ``serve()``."""
+
+    #: gevent sets both: connections run concurrently inside one process
+    multithread = False
+    #: keep connections open between requests (the sync worker closes them)
+    keepalive = True
+
+    def __init__(self, config: Config, listeners: List[Any], slot: Slot,
+                 app: Optional[Callable[..., Any]] = None) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.slot = slot
+        self.app = app
+        self.alive = True
+        self.ppid = os.getppid()
+        self.pid = os.getpid()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Entry point in the child process; never returns."""
+        code = 0
+        try:
+            code = self._run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            logs.error_log.error("worker %d crashed:\n%s", self.pid, traceback.format_exc())
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+    def _run(self) -> int:
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH):
+            signal.signal(sig, signal.SIG_IGN)  # the supervisor's signals, not ours
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            self.setup()
+        except Exception as exc:
+            self.slot.fail(f"worker failed to start: {exc}")
+            logs.error_log.debug("worker set-up failed", exc_info=True)
+            return WORKER_BOOT_ERROR
+        if self.app is None:
+            try:
+                self.app = self.load()
+            except AppLoadError as exc:
+                self.slot.fail(str(exc))
+                logs.error_log.debug("application load failed", exc_info=True)
+                return APP_LOAD_ERROR
+        self.check_environment()
+        self.slot.beat(READY)
+        self.serve()
+        return 0
+
+    def load(self) -> Callable[..., Any]:
+        config = self.config
+        prepare_path(config.chdir, config.pythonpath)
+        return load_app(config.wsgi_app)
+
+    def setup(self) -> None:
+        """Prepare the process before the application is imported."""
+
+    def check_environment(self) -> None:
+        """Warn about anything in the loaded process that will hurt serving."""
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    def make_service(self, current_task: Optional[Callable[[], Any]] = None) -> Any:
+        from ..http.service import Service
+
+        return Service(self.app, self.config, multiprocess=self.config.worker_count > 1,
+                       multithread=self.multithread, keepalive=self.keepalive,
+                       current_task=current_task)
