@@ -1,0 +1,3 @@
+"""A module with no application in it."""
+
+VALUE = 1

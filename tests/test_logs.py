@@ -1,0 +1,74 @@
+"""Error log (time, level, pid) and access log (common log format, plus referer and agent)."""
+
+import re
+
+from helpers import Client, Server, request
+
+ERROR_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[(\d+)\] \[(INFO|WARNING|ERROR|DEBUG|CRITICAL)\] ")
+ACCESS_LINE = re.compile(
+    r'^(\S+) - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "(.*?)" (\d{3}) (\d+|-) "(.*?)" "(.*?)"$')
+
+
+def test_error_log_lines_have_time_pid_and_level():
+    with Server(["-w", "1"]) as srv:
+        request(srv.port, "GET", "/error-before")
+        srv.wait_for_log("boom before the headers")
+    lines = [line for line in srv.lines if line.startswith("[")]
+    assert lines and all(ERROR_LINE.match(line) for line in lines), lines
+    pids = {ERROR_LINE.match(line).group(1) for line in lines}
+    assert str(srv.pid) in pids and len(pids) >= 2  # the supervisor's and the worker's
+
+
+def test_access_log_to_stdout_in_common_log_format():
+    with Server(["-w", "1", "--access-logfile", "-"]) as srv:
+        request(srv.port, "GET", "/pid?x=1", headers=[("Referer", "http://ref/"),
+                                                      ("User-Agent", "tester/1.0")])
+        request(srv.port, "POST", "/echo", body=b"12345")
+        with Client(srv.port) as client:
+            client.send(b"GET /pid HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n")
+            client.read_response()
+        request(srv.port, "GET", "/")  # flushes ordering: the bad request was logged before
+    lines = [line for line in srv.out_lines if ACCESS_LINE.match(line)]
+    lines = lines[[i for i, line in enumerate(lines) if "/pid?x=1" in line][0]:]
+    assert len(lines) >= 4, srv.stdout
+    first = ACCESS_LINE.match(lines[0]).groups()
+    assert first == ("127.0.0.1", "GET /pid?x=1 HTTP/1.1", "200", first[3], "http://ref/", "tester/1.0")
+    assert int(first[3]) > 0
+    post = ACCESS_LINE.match(lines[1]).groups()
+    assert post[1:4] == ("POST /echo HTTP/1.1", "200", "5")
+    assert ACCESS_LINE.match(lines[2]).group(3) == "400"
+
+
+def test_access_log_to_file(tmp_path):
+    path = tmp_path / "access.log"
+    with Server(["-w", "1", "--access-logfile", str(path)]) as srv:
+        request(srv.port, "GET", "/")
+    assert any(ACCESS_LINE.match(line) for line in path.read_text().splitlines())
+
+
+def test_no_access_log_by_default():
+    with Server(["-w", "1"]) as srv:
+        request(srv.port, "GET", "/")
+    assert not any(ACCESS_LINE.match(line) for line in srv.out_lines + srv.lines)
+
+
+def test_error_log_to_file(tmp_path):
+    path = tmp_path / "error.log"
+    with Server(["-w", "1", "--error-logfile", str(path)], wait=False) as srv:
+        for _ in range(200):
+            if path.exists() and "Listening at" in path.read_text():
+                break
+            srv.proc.wait(0.05) if srv.proc.poll() is not None else __import__("time").sleep(0.05)
+    assert "Listening at" in path.read_text()
+
+
+def test_unwritable_log_file_is_one_line():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "geventserve", "--access-logfile",
+                           "/nonexistent-dir/access.log", "wsgi_app:app"],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert "cannot open log file" in proc.stderr
