@@ -148,7 +148,7 @@ def run(argv: Sequence[str]) -> int:
     from .supervisor import Supervisor
 
     try:
-        return Supervisor(config).run()
+        return Supervisor(config, argv=argv).run()
     except SettingError as exc:
         logs.error_log.error("%s", exc)
         return CONFIG_ERROR

@@ -48,6 +48,38 @@ def setup(loglevel: str = "info", errorlog: str = "-", accesslog: Optional[str] 
     access_log.setLevel(logging.INFO)
 
 
+def reopen() -> None:
+    """Reopen the log files (USR1, after logrotate moved them)."""
+    for logger in (error_log, access_log):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    if handler.stream is not None:
+                        handler.stream.close()
+                    handler.stream = handler._open()
+                except OSError as exc:
+                    sys.stderr.write(f"geventserve: cannot reopen {handler.baseFilename}: "
+                                     f"{exc.strerror}\n")
+                finally:
+                    handler.release()
+
+
+def emergency(level: int, message: str) -> None:
+    """Write to the error log without taking the handlers' locks (for the watchdog thread,
+    while the main thread may hold them)."""
+    record = error_log.makeRecord(error_log.name, level, __file__, 0, message, (), None)
+    for handler in error_log.handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is None:
+            continue
+        try:
+            stream.write(handler.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            pass
+
+
 def access_enabled() -> bool:
     return not access_log.disabled and bool(access_log.handlers)
 

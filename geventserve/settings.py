@@ -162,6 +162,7 @@ WORKERS = "Worker processes"
 TIMEOUTS = "Timeouts"
 LIMITS = "Request limits"
 APP = "Application"
+PROCESS = "Process"
 LOGGING = "Logging"
 
 SETTINGS: List[Setting] = [
@@ -172,6 +173,9 @@ SETTINGS: List[Setting] = [
             metavar="ADDRESS", action="append"),
     Setting("backlog", SERVER, ("--backlog",), positive_int, 2048,
             "Length of the kernel queue of connections not yet accepted.", metavar="INT"),
+    Setting("reuse_port", SERVER, ("--reuse-port",), boolean, False,
+            "Set SO_REUSEPORT on the listening sockets, so that another server (a new version "
+            "started beside this one) can bind the same address.", action="store_true"),
     # -- workers
     Setting("workers", WORKERS, ("-w", "--workers"), optional_positive_int, None,
             "Number of worker processes. The default is the number of CPU cores for gevent and "
@@ -184,7 +188,26 @@ SETTINGS: List[Setting] = [
     Setting("worker_connections", WORKERS, ("--worker-connections",), positive_int, 1000,
             "Most connections one gevent worker serves at once; past it the worker stops "
             "accepting and new connections wait in the kernel backlog.", metavar="INT"),
+    Setting("max_requests", WORKERS, ("--max-requests",), non_negative_int, 0,
+            "Replace a worker after it has answered this many requests (a new worker is ready "
+            "before the old one stops accepting); 0 never replaces them. Bounds slow leaks.",
+            metavar="INT"),
+    Setting("max_requests_jitter", WORKERS, ("--max-requests-jitter",), non_negative_int, 0,
+            "Add a random 0..N to --max-requests per worker, so that workers are not all "
+            "replaced at once.", metavar="INT"),
+    Setting("preload_app", WORKERS, ("--preload",), boolean, False,
+            "Import the application in the supervisor before forking the workers: faster worker "
+            "start and less memory (shared copy-on-write). With the gevent worker the "
+            "supervisor patches the standard library first. HUP then restarts the workers "
+            "without re-importing the code; use USR2 to load new code.", action="store_true"),
     # -- timeouts
+    Setting("timeout", TIMEOUTS, ("-t", "--timeout"), non_negative_float, 30.0,
+            "A worker whose event loop is blocked (or, for sync, whose request runs) this many "
+            "seconds is aborted and replaced; its watchdog first logs the request it was serving "
+            "and the Python stack where it is stuck. 0 disables the check.", metavar="SECONDS"),
+    Setting("graceful_timeout", TIMEOUTS, ("--graceful-timeout",), non_negative_float, 30.0,
+            "On TERM (or a reload), how long workers may take to finish the requests under way "
+            "before they are killed.", metavar="SECONDS"),
     Setting("keepalive", TIMEOUTS, ("--keep-alive",), non_negative_float, 5.0,
             "Seconds an idle keep-alive connection is kept open; 0 closes every connection after "
             "its response.", metavar="SECONDS"),
@@ -219,6 +242,12 @@ SETTINGS: List[Setting] = [
     Setting("pythonpath", APP, ("--pythonpath",), string, "",
             "Comma-separated directories to add to the Python path before loading the application.",
             metavar="DIRS"),
+    # -- process
+    Setting("pidfile", PROCESS, ("-p", "--pid"), optional_string, None,
+            "Write the supervisor's PID to this file (removed on exit).", metavar="FILE"),
+    Setting("proc_name", PROCESS, ("-n", "--name"), optional_string, None,
+            "Name shown in process titles (geventserve: master [NAME]) when setproctitle is "
+            "installed.", metavar="NAME", default_doc="the application spec"),
     # -- logging
     Setting("loglevel", LOGGING, ("--log-level",), log_level, "info",
             "Error log level: debug, info, warning, error or critical. debug also shows the "

@@ -7,7 +7,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, List, MutableMapping, Optional, Tuple
 
 DEFAULT_PORT = 8000
 
@@ -203,3 +203,84 @@ def close_listener(sock: socket.socket, unlink: bool = True) -> None:
             os.unlink(path)
         except OSError:
             pass
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def take_inherited(environ: MutableMapping[str, str]) -> Tuple[str, List[int]]:
+    """Listening fds handed down by systemd (LISTEN_FDS) or by a re-exec (GEVENTSERVE_FDS).
+
+    Returns ("systemd" | "reexec" | "", fds) and removes the variables, so that workers and
+    anything the app starts do not see them.
+    """
+    from .process import INHERITED_FDS
+
+    listen_fds = environ.pop("LISTEN_FDS", None)
+    listen_pid = environ.pop("LISTEN_PID", None)
+    environ.pop("LISTEN_FDNAMES", None)
+    if listen_fds and listen_pid == str(os.getpid()) and listen_fds.isdigit():
+        return "systemd", list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(listen_fds)))
+    passed = environ.pop(INHERITED_FDS, "")
+    fds = [int(fd) for fd in passed.split(",") if fd.strip().isdigit()]
+    return ("reexec", fds) if fds else ("", [])
+
+
+def _same_address(sock: socket.socket, address: Address) -> bool:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return False
+    if address.kind == "unix":
+        return sock.family == socket.AF_UNIX and name == address.path
+    if address.kind != "tcp" or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    if address.port and name[1] != address.port:
+        return False
+    try:
+        wanted = {info[4][0] for info in socket.getaddrinfo(address.host, None, sock.family,
+                                                            socket.SOCK_STREAM)}
+    except OSError:
+        return False
+    return name[0] in wanted
+
+
+def open_listeners(binds: List[str], backlog: int, reuse_port: bool,
+                   candidates: List[socket.socket],
+                   close_unused: bool = True) -> Tuple[List[socket.socket], Dict[int, bool]]:
+    """Listeners for the bind addresses, reusing candidate sockets where they match.
+
+    Candidates (inherited across a re-exec, or the current listeners on a reload) are matched in
+    order when there are as many as addresses (a re-exec passes them in the order of --bind),
+    by address otherwise. Returns the listeners and, per fd, whether this call created it (and
+    so whether its unix socket file is removed on exit).
+    """
+    addresses = [parse_address(text) for text in binds]
+    unused: List[Optional[socket.socket]] = list(candidates)
+    positional = len(unused) == len(addresses)
+    listeners: List[socket.socket] = []
+    created: Dict[int, bool] = {}
+    try:
+        for i, address in enumerate(addresses):
+            if positional and unused[i] is not None:
+                match = unused[i]
+            else:
+                match = next((s for s in unused if s is not None and _same_address(s, address)),
+                             None)
+            if match is not None:
+                unused[unused.index(match)] = None
+                listeners.append(match)
+            else:
+                sock = bind(address, backlog, reuse_port)
+                listeners.append(sock)
+                created[sock.fileno()] = address.kind == "unix"
+    except BindError:
+        for sock in listeners:
+            if sock.fileno() in created:
+                close_listener(sock, unlink=created[sock.fileno()])
+        raise
+    if close_unused:
+        for sock in unused:
+            if sock is not None:
+                sock.close()
+    return listeners, created

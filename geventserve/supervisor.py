@@ -1,34 +1,55 @@
-"""The supervisor: binds the listeners, forks the workers, keeps their number, stops them.
+"""The supervisor: owns the listeners, forks the workers, keeps them alive, reloads, stops.
 
-One loop, in the style of gunicorn's arbiter: sleep on the signal pipe, handle queued signals,
-reap dead workers, replace them.
+One loop, in the style of gunicorn's arbiter: sleep on the wake-up pipe (signals and worker
+notifications write to it), reap dead workers, handle queued signals, kill workers whose
+heartbeat stopped, then bring the workers to the wanted shape.
+
+Workers belong to a generation. A reload (HUP) starts a new generation; a worker that asks to be
+replaced (--max-requests) or is one too many (TTOU) leaves like an old-generation worker: it is
+told to stop (TERM, graceful) only once enough current workers are ready, so capacity never dips.
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import os
-import select
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import logs, sockets
-from .settings import Config
+from . import logs, process, sockets
+from .loading import AppLoadError, load_app, prepare_path
+from .settings import Config, SettingError
 from .workers import load_worker_class
-from .workers.base import APP_LOAD_ERROR, READY, WORKER_BOOT_ERROR, Slot
+from .workers.base import APP_LOAD_ERROR, BOOTING, FAILED, READY, RETIRING, WORKER_BOOT_ERROR, Slot
+from .workers.watchdog import WORKER_TIMEOUT
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
-BIND_ERROR = 1
+SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
+           signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
+CONFIG_ERROR = 1
+KILL_GRACE = 5.0  # seconds past a deadline before a worker that did not stop is killed
+CRASH_WINDOW = 5.0  # more than CRASH_LIMIT deaths within it slow respawning down
+CRASH_LIMIT = 5
+
+
+class StartupError(Exception):
+    """The server cannot start; one line for the operator and the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
 class WorkerProcess:
     pid: int
     slot: Slot
+    generation: int
     started: float
+    stopping_since: float = 0.0  # when it was told to stop (0: it was not)
 
 
 def describe_exit(status: int) -> str:
@@ -46,87 +67,223 @@ def describe_exit(status: int) -> str:
 class Supervisor:
     """Owns the listening sockets and the worker processes."""
 
-    def __init__(self, config: Config, app: Optional[Callable[..., Any]] = None) -> None:
+    def __init__(self, config: Config, app: Optional[Callable[..., Any]] = None,
+                 argv: Optional[Sequence[str]] = None) -> None:
         self.config = config
         self.app = app
-        self.listeners: List[Any] = []
-        self.workers: Dict[int, WorkerProcess] = {}
-        self.signals: List[int] = []
-        self.stopping = False
-        self.exit_code = 0
+        #: the command line, to re-read the settings on HUP and to re-execute on USR2
+        self.argv = list(argv) if argv is not None else None
+        self.start_cwd = os.getcwd()
         self.pid = os.getpid()
+        self.listeners: List[Any] = []
+        self._created: Dict[int, bool] = {}  # listener fd -> created here (unlink unix path)
+        self._retired_listeners: List[Any] = []
+        self.workers: Dict[int, WorkerProcess] = {}
+        self.generation = 0
+        self.target = 0
+        self.signals: List[int] = []
+        self.stopped = False
+        self.exit_code = 0
+        self.reexec_pid = 0
+        self.pidfile: Optional[process.PidFile] = None
+        self._previous: Optional[tuple] = None  # what a failed reload returns to
+        self._announced_generation = -1
+        self._crashes: List[float] = []
+        self._spawn_not_before = 0.0
         self._wake_r = self._wake_w = -1
+        self._select = process.original("select", "select")
 
     # -- start-up ---------------------------------------------------------------------------
 
     def run(self) -> int:
+        try:
+            self._start()
+        except StartupError as exc:
+            logs.error_log.error("%s", exc)
+            self._cleanup()
+            return exc.code
+        try:
+            self._loop()
+        finally:
+            self._cleanup()
+        return self.exit_code
+
+    def _start(self) -> None:
         config = self.config
         try:
             self.worker_class = load_worker_class(config.worker_class)
         except ImportError as exc:
-            logs.error_log.error("%s", exc)
-            return WORKER_BOOT_ERROR
+            raise StartupError(str(exc), WORKER_BOOT_ERROR) from None
         try:
-            for text in config.bind:
-                self.listeners.append(sockets.bind(sockets.parse_address(text), config.backlog))
-        except sockets.BindError as exc:
-            logs.error_log.error("%s", exc)
-            self._close_listeners()
-            return BIND_ERROR
+            self.target = config.worker_count
+        except SettingError as exc:
+            raise StartupError(str(exc), CONFIG_ERROR) from None
+        self._open_listeners()
+        if config.pidfile:
+            self.pidfile = process.PidFile(config.pidfile)
+            try:
+                self.pidfile.write(self.pid)
+            except OSError as exc:
+                self.pidfile = None
+                raise StartupError(str(exc), CONFIG_ERROR) from None
+        process.set_title("master", config.proc_name or config.wsgi_app or "app")
+        if config.preload_app and self.app is None:
+            self._preload()
+        self._install_signals()
         logs.error_log.info("Starting geventserve %s", sys.modules["geventserve"].__version__)
         for listener in self.listeners:
             logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)
         logs.error_log.info("Using worker: %s", config.worker_class)
-        self._install_signals()
+
+    def _open_listeners(self) -> None:
+        config = self.config
+        kind, fds = sockets.take_inherited(os.environ)
         try:
-            self._spawn_missing()
-            self._loop()
-        finally:
-            self._kill_all(signal.SIGKILL)
-            self._close_listeners()
-        return self.exit_code
+            if kind == "systemd":
+                self.listeners = [sockets.adopt_fd(fd) for fd in fds]
+                self._created = {s.fileno(): False for s in self.listeners}
+                logs.error_log.info("Using %d socket(s) from systemd; --bind is ignored", len(fds))
+                return
+            candidates = [sockets.adopt_fd(fd) for fd in fds]
+            self.listeners, created = sockets.open_listeners(
+                config.bind, config.backlog, config.reuse_port, candidates)
+            self._created.update(created)
+        except sockets.BindError as exc:
+            raise StartupError(str(exc), CONFIG_ERROR) from None
+        except ValueError as exc:
+            raise StartupError(f"invalid --bind: {exc}", CONFIG_ERROR) from None
+
+    def _preload(self) -> None:
+        from .workers.gevent import GeventWorker, patch
+
+        if issubclass(self.worker_class, GeventWorker):
+            patch(for_supervisor=True)  # before the app's modules import socket, ssl...
+        try:
+            prepare_path(self.config.chdir, self.config.pythonpath)
+            self.app = load_app(self.config.wsgi_app)
+        except AppLoadError as exc:
+            logs.error_log.debug("application load failed", exc_info=True)
+            raise StartupError(str(exc), APP_LOAD_ERROR) from None
+        gc.freeze()  # keep the collector off the shared pages, for copy-on-write
 
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
-            os.set_inheritable(fd, False)
+        os.set_inheritable(self._wake_r, False)
         signal.set_wakeup_fd(self._wake_w)
-        for sig in HANDLED_SIGNALS:
+        for sig in SIGNALS:
             signal.signal(sig, self._queue_signal)
 
     def _queue_signal(self, sig: int, frame: Any) -> None:
-        if sig != signal.SIGCHLD:
+        if sig != signal.SIGCHLD and len(self.signals) < 32:
             self.signals.append(sig)
 
     # -- the loop ---------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while True:
-            self._sleep(1.0)
+        while not self.stopped:
+            self._manage_workers()
+            self._sleep(0.5)
             self._reap()
-            while self.signals:
-                sig = self.signals.pop(0)
-                if sig == signal.SIGTERM:
-                    self._stop(graceful=True)
-                    return
-                if sig in (signal.SIGINT, signal.SIGQUIT):
-                    self._stop(graceful=False)
-                    return
-            if self.stopping:
-                return
-            self._spawn_missing()
+            self._handle_signals()
+            if not self.stopped:
+                self._check_timeouts()
 
     def _sleep(self, seconds: float) -> None:
         try:
-            ready = select.select([self._wake_r], [], [], seconds)[0]
+            ready = self._select([self._wake_r], [], [], seconds)[0]
         except InterruptedError:
             return
         if ready:
             try:
-                while os.read(self._wake_r, 512):
+                while os.read(self._wake_r, 4096):
                     pass
             except (BlockingIOError, InterruptedError):
+                pass
+
+    def _handle_signals(self) -> None:
+        while self.signals and not self.stopped:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGTERM:
+                logs.error_log.info("Handling signal: TERM (graceful stop)")
+                self._stop(graceful=True)
+            elif sig in (signal.SIGINT, signal.SIGQUIT):
+                logs.error_log.info("Handling signal: %s (fast stop)", signal.Signals(sig).name)
+                self._stop(graceful=False)
+            elif sig == signal.SIGHUP:
+                self._reload()
+            elif sig == signal.SIGTTIN:
+                self.target += 1
+                logs.error_log.info("Handling signal: TTIN: %d workers", self.target)
+            elif sig == signal.SIGTTOU:
+                self.target = max(1, self.target - 1)
+                logs.error_log.info("Handling signal: TTOU: %d workers", self.target)
+            elif sig == signal.SIGUSR1:
+                logs.error_log.info("Handling signal: USR1: reopening the log files")
+                logs.reopen()
+                self._signal_workers(signal.SIGUSR1)
+            elif sig == signal.SIGUSR2:
+                self._reexec()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _spawn(self) -> WorkerProcess:
+        slot = Slot()
+        pid = os.fork()
+        if pid:
+            worker = self.workers[pid] = WorkerProcess(pid, slot, self.generation,
+                                                       time.monotonic())
+            logs.error_log.info("Booting worker with pid: %d", pid)
+            return worker
+        # -- in the child ------------------------------------------------------------------
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            os.close(self._wake_r)
+            for other in self.workers.values():
+                other.slot.close()
+            worker = self.worker_class(self.config, self.listeners, slot, self._wake_w,
+                                       app=self.app)
+            worker.run()
+        finally:
+            os._exit(WORKER_BOOT_ERROR)
+
+    def _manage_workers(self) -> None:
+        now = time.monotonic()
+        running = [w for w in self.workers.values() if not w.stopping_since]
+        current = [w for w in running
+                   if w.generation == self.generation and w.slot.state != RETIRING]
+        while len(current) < self.target and now >= self._spawn_not_before:
+            current.append(self._spawn())
+        if len(current) > self.target:  # TTOU: the oldest go first
+            for worker in sorted(current, key=lambda w: w.started)[:len(current) - self.target]:
+                self._stop_worker(worker)
+                current.remove(worker)
+        ready = [w for w in current if w.slot.state == READY]
+        if len(ready) < len(current) or not current:
+            return
+        leaving = [w for w in running if w not in current and not w.stopping_since]
+        if self._announced_generation != self.generation:
+            self._announced_generation = self.generation
+            self._previous = None
+            logs.error_log.info("Ready: %d worker(s) serving", len(ready))
+        for worker in leaving:
+            self._stop_worker(worker)
+
+    def _stop_worker(self, worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
+        try:
+            os.kill(worker.pid, sig)
+        except ProcessLookupError:
+            return
+        worker.stopping_since = time.monotonic()
+
+    def _signal_workers(self, sig: int) -> None:
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
                 pass
 
     def _reap(self) -> None:
@@ -139,56 +296,163 @@ class Supervisor:
                 continue
             if not pid:
                 return
-            worker = self.workers.pop(pid, None)
-            if worker is None:
+            if pid == self.reexec_pid:
+                logs.error_log.warning("The new supervisor (pid:%d) exited with %s; this one "
+                                       "keeps serving", pid, describe_exit(status))
+                self.reexec_pid = 0
+                if self.pidfile is not None and self.pidfile.path.endswith(".oldbin"):
+                    self.pidfile.rename_back()
                 continue
-            self._worker_exited(worker, status)
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                self._worker_exited(worker, status)
+                worker.slot.close()
+        if not any(w.generation != self.generation for w in self.workers.values()):
+            for listener in self._retired_listeners:
+                self._close_listener(listener)
+            self._retired_listeners = []
 
     def _worker_exited(self, worker: WorkerProcess, status: int) -> None:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-        if worker.slot.state != READY and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
-            if not self.stopping:
-                logs.error_log.error("%s", worker.slot.message or "worker failed to boot")
-                self.exit_code = code
-                self.stopping = True
-        elif not self.stopping:
+        if worker.stopping_since or self.stopped:
+            logs.error_log.info("Worker exiting (pid: %d)", worker.pid)
+            return
+        if worker.slot.state in (BOOTING, FAILED) and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
+            self._boot_failed(worker, code)
+            return
+        self._crashes = [t for t in self._crashes if time.monotonic() - t < CRASH_WINDOW]
+        self._crashes.append(time.monotonic())
+        if len(self._crashes) > CRASH_LIMIT:
+            self._spawn_not_before = time.monotonic() + 1.0
+        if code == WORKER_TIMEOUT:
+            logs.error_log.error("Worker (pid:%d) was stopped by its watchdog after a blocked "
+                                 "event loop (report above); starting a new one", worker.pid)
+        else:
             logs.error_log.error("Worker (pid:%d) died: %s; starting a new one", worker.pid,
                                  describe_exit(status))
-        worker.slot.close()
 
-    def _spawn_missing(self) -> None:
-        while not self.stopping and len(self.workers) < self.config.worker_count:
-            self._spawn()
-
-    def _spawn(self) -> None:
-        slot = Slot()
-        pid = os.fork()
-        if pid:
-            self.workers[pid] = WorkerProcess(pid, slot, time.monotonic())
-            logs.error_log.info("Booting worker with pid: %d", pid)
+    def _boot_failed(self, worker: WorkerProcess, code: int) -> None:
+        message = worker.slot.message or "the worker failed to start"
+        if self._previous is not None and worker.generation == self.generation:
+            # A reload whose new code does not load: keep the workers that serve now.
+            logs.error_log.error("Reload failed: %s; still serving with the previous workers",
+                                 message)
+            for other in list(self.workers.values()):
+                if other.generation == self.generation:
+                    self._stop_worker(other, signal.SIGKILL)
+            new_listeners = self.listeners
+            self.config, self.target, self.generation, self.listeners = self._previous
+            self._previous = None
+            self._retired_listeners = []
+            for listener in new_listeners:
+                if listener not in self.listeners:
+                    self._close_listener(listener)
             return
-        # -- in the child ------------------------------------------------------------------
-        try:
-            signal.set_wakeup_fd(-1)
-            for sig in HANDLED_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            for other in self.workers.values():
-                other.slot.close()
-            worker = self.worker_class(self.config, self.listeners, slot, app=self.app)
-            worker.run()
-        finally:
-            os._exit(WORKER_BOOT_ERROR)
+        if not self.stopped:
+            logs.error_log.error("%s", message)
+            self.exit_code = code
+            self._stop(graceful=False, quiet=True)
 
-    # -- stopping ---------------------------------------------------------------------------
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        timeout = self.config.timeout
+        for worker in list(self.workers.values()):
+            if worker.stopping_since:
+                if now - worker.stopping_since > self.config.graceful_timeout + KILL_GRACE:
+                    logs.error_log.warning("Worker (pid:%d) did not stop within the graceful "
+                                           "timeout: killing it", worker.pid)
+                    self._stop_worker(worker, signal.SIGKILL)
+                continue
+            if not timeout:
+                continue
+            silent = now - worker.slot.last_beat
+            # The worker's own watchdog reports at `timeout`; this covers a worker too stuck
+            # to run it (C code holding the GIL, or a slow boot).
+            if silent > timeout + max(1.0, timeout / 4):
+                state = "booting" if worker.slot.state == BOOTING else "silent"
+                logs.error_log.critical("WORKER TIMEOUT (pid:%d): %s for %.1fs; killing it",
+                                        worker.pid, state, silent)
+                self._stop_worker(worker, signal.SIGKILL)
+                worker.stopping_since = 0.0  # its death is a failure, logged as such
 
-    def _stop(self, graceful: bool) -> None:
-        self.stopping = True
+    # -- reload, re-exec, stop --------------------------------------------------------------
+
+    def _reload(self) -> None:
+        logs.error_log.info("Handling signal: HUP (reload)")
+        config = self.config
+        if self.argv is not None:
+            from .cli import UsageError, make_config
+
+            try:
+                config = make_config(self.argv)
+                config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
+            except (UsageError, SettingError) as exc:
+                logs.error_log.error("Reload failed: %s; still serving with the current "
+                                     "settings", exc)
+                return
+            try:
+                logs.setup(config.loglevel, config.errorlog, config.accesslog)
+            except OSError as exc:
+                logs.error_log.error("Reload failed: %s", exc)
+                return
+        listeners = self.listeners
+        if (config.bind, config.backlog, config.reuse_port) != (
+                self.config.bind, self.config.backlog, self.config.reuse_port):
+            try:
+                listeners, created = sockets.open_listeners(config.bind, config.backlog,
+                                                            config.reuse_port, list(self.listeners),
+                                                            close_unused=False)
+            except (sockets.BindError, ValueError) as exc:
+                logs.error_log.error("Reload failed: %s; still serving on the current "
+                                     "addresses", exc)
+                return
+            self._created.update(created)
+            kept = {s.fileno() for s in listeners}
+            self._retired_listeners += [s for s in self.listeners if s.fileno() not in kept]
+            for listener in listeners:
+                if listener not in self.listeners:
+                    logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener),
+                                        self.pid)
+        self._previous = (self.config, self.target, self.generation, self.listeners)
+        self.config = config
+        self.target = config.worker_count
+        self.listeners = listeners
+        self.generation += 1
+
+    def _reexec(self) -> None:
+        if self.reexec_pid:
+            logs.error_log.warning("USR2 ignored: a new supervisor (pid:%d) is already running",
+                                   self.reexec_pid)
+            return
+        if self.argv is None:
+            logs.error_log.warning("USR2 ignored: re-executing needs the command line "
+                                   "(this server was started by serve())")
+            return
+        command = process.reexec_command(self.argv)
+        fds = [listener.fileno() for listener in self.listeners]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for fd in fds:
+                    os.set_inheritable(fd, True)
+                os.chdir(self.start_cwd)
+                os.execve(command[0], command, process.reexec_environ(fds))
+            finally:
+                os._exit(WORKER_BOOT_ERROR)
+        self.reexec_pid = pid
+        if self.pidfile is not None:
+            self.pidfile.rename(".oldbin")
+        logs.error_log.info("Handling signal: USR2: started a new supervisor (pid:%d) on the "
+                            "same sockets; send TERM to this one (pid:%d) once it is ready",
+                            pid, self.pid)
+
+    def _stop(self, graceful: bool, quiet: bool = False) -> None:
+        self.stopped = True
         self._close_listeners()
-        sig = signal.SIGTERM if graceful else signal.SIGQUIT
-        limit = getattr(self.config, "graceful_timeout", 30.0) if graceful else 1.0
-        self._kill_all(sig)
+        limit = (self.config.graceful_timeout + KILL_GRACE) if graceful else 2.0
+        for worker in list(self.workers.values()):
+            self._stop_worker(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + limit
         while self.workers and time.monotonic() < deadline:
             self._sleep(0.1)
@@ -196,23 +460,33 @@ class Supervisor:
         if self.workers:
             logs.error_log.warning("%d worker(s) still running after %gs: killing them",
                                    len(self.workers), limit)
-            self._kill_all(signal.SIGKILL)
-            time.sleep(0.1)
-            self._reap()
-        logs.error_log.info("Shutting down")
+            for worker in list(self.workers.values()):
+                self._stop_worker(worker, signal.SIGKILL)
+            deadline = time.monotonic() + 2.0
+            while self.workers and time.monotonic() < deadline:
+                self._sleep(0.05)
+                self._reap()
+        if not quiet:
+            logs.error_log.info("Shutting down: Master")
 
-    def _kill_all(self, sig: int) -> None:
-        for pid in list(self.workers):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                self.workers.pop(pid, None)
+    def _close_listener(self, listener: Any) -> None:
+        try:
+            created = self._created.pop(listener.fileno(), False)
+            # After a re-exec the new supervisor serves the unix socket file: leave it.
+            sockets.close_listener(listener, unlink=created and not self.reexec_pid)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
 
     def _close_listeners(self) -> None:
-        for listener in self.listeners:
-            try:
-                sockets.close_listener(listener)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
+        for listener in self.listeners + self._retired_listeners:
+            self._close_listener(listener)
         self.listeners = []
+        self._retired_listeners = []
+
+    def _cleanup(self) -> None:
+        for worker in list(self.workers.values()):
+            self._stop_worker(worker, signal.SIGKILL)
+        self._close_listeners()
+        if self.pidfile is not None:
+            self.pidfile.remove(self.pid)

@@ -54,6 +54,7 @@ class Server:
         if wait:
             self.wait_listening()
             if ready_path:
+                self.wait_for_log(r"\[INFO\] Ready: ", timeout=15)
                 self.wait_ready(ready_path)
 
     def _read(self, stream, sink: List[str]) -> None:
@@ -343,3 +344,88 @@ def raw(port: int, data: bytes, timeout: float = 5.0, **kw) -> Response:
     with Client(port, timeout=timeout, **kw) as client:
         client.send(data)
         return client.read_response()
+
+
+class Load:
+    """Client threads sending requests in a loop on keep-alive connections, counting outcomes.
+
+    Like real HTTP clients (RFC 9112 9.3.1), a request that fails on a *reused* connection
+    before any byte of its response arrived (the server closed the idle connection) is retried
+    once on a new connection; ``retries`` counts those. Any other error is a failure. Every
+    outcome records the worker PID last seen on the connection (responses of /pid carry it).
+    """
+
+    def __init__(self, port: int, clients: int = 100, path: str = "/pid",
+                 timeout: float = 10.0, pause: float = 0.0) -> None:
+        self.port = port
+        self.path = path
+        self.timeout = timeout
+        self.pause = pause
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.bodies: Dict[bytes, int] = {}
+        self.failures: List[Tuple[Optional[bytes], str]] = []
+        self.retries: List[Tuple[Optional[bytes], str]] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def start(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def stop(self) -> Load:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(self.timeout + 5)
+        return self
+
+    def _run(self) -> None:
+        client: Optional[Client] = None
+        reused = False
+        last_body: Optional[bytes] = None
+        while not self.stopping.is_set():
+            try:
+                if client is None:
+                    client = Client(self.port, timeout=self.timeout)
+                    reused = False
+                client.request("GET", self.path)
+                response = client.read_response()
+            except (OSError, EOFError) as exc:
+                nothing_received = client is not None and not client.buffer
+                if client is not None:
+                    client.close()
+                client = None
+                with self.lock:
+                    if reused and nothing_received:
+                        self.retries.append((last_body, repr(exc)))
+                    else:
+                        self.failures.append((last_body, repr(exc)))
+                continue
+            with self.lock:
+                if response.status == 200:
+                    self.ok += 1
+                    self.bodies[response.body] = self.bodies.get(response.body, 0) + 1
+                else:
+                    self.failures.append((last_body, f"status {response.status}"))
+            last_body = response.body
+            reused = True
+            if response.header("connection") == "close":
+                client.close()
+                client = None
+            if self.pause:
+                time.sleep(self.pause)
+        if client is not None:
+            client.close()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = ""):
+    """Poll ``predicate`` until it returns something true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)

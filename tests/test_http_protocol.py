@@ -271,7 +271,7 @@ def test_body_shorter_than_content_length_closes(gevent_server):
         assert b"Content-Length: 10" in head
         assert client.closed_by_server()
         assert client.buffer == b"abc"
-    assert "fewer than its Content-Length" in gevent_server.log
+    gevent_server.wait_for_log("fewer than its Content-Length")
 
 
 def test_app_hop_by_hop_headers_are_replaced(server):

@@ -162,7 +162,7 @@ def test_exc_info_after_headers_sent_aborts(server):
         assert head.startswith(b"HTTP/1.1 200")
         assert client.closed_by_server()
         assert b"0\r\n\r\n" not in client.buffer  # the response is left incomplete
-    assert "ValueError: too late" in server.log
+    server.wait_for_log("ValueError: too late")
 
 
 def test_second_start_response_without_exc_info_is_an_error(server):
@@ -199,7 +199,7 @@ def test_error_in_close_is_logged(server):
     response = request(server.port, "GET", "/error-in-close")
     assert response.body == b"ok"
     assert request(server.port, "GET", "/").status == 200
-    assert "close failed" in server.log
+    server.wait_for_log("close failed")
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -209,7 +209,8 @@ def test_exception_before_headers_gives_500(server):
     response = request(server.port, "GET", "/error-before")
     assert response.status == 500
     assert b"RuntimeError" not in response.body  # no traceback to the client
-    assert "boom before the headers" in server.log and "Traceback" in server.log
+    server.wait_for_log("boom before the headers")
+    assert "Traceback" in server.log
     assert request(server.port, "GET", "/pid").text == pid
 
 
@@ -250,7 +251,7 @@ def test_no_start_response_gives_500(server):
 
 def test_wsgi_errors_goes_to_the_error_log(server):
     assert request(server.port, "GET", "/errors-stream").status == 200
-    assert "written to wsgi.errors" in server.log
+    server.wait_for_log("written to wsgi.errors")
 
 
 # -- wsgi.file_wrapper --------------------------------------------------------------------

@@ -9,7 +9,8 @@ A worker whose connections run as tasks (greenlets) passes ``current_task`` and 
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Dict, Optional, Set
+from time import monotonic
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from .. import SERVER_SOFTWARE, logs
 from ..settings import Config
@@ -18,6 +19,17 @@ from .connection import Connection
 from .errors import HTTPError
 
 RECV_BUFFER_SIZE = 64 * 1024
+_SERVE_CODE = Connection._serve.__code__
+
+
+def _describe(conn: Connection, now: float) -> str:
+    request = conn.request
+    assert request is not None
+    target = request.target.decode("latin-1")
+    if len(target) > 200:
+        target = target[:200] + "..."
+    peer = conn.environ.get("REMOTE_ADDR") or "-"
+    return f"{request.method} {target} from {peer} (running {now - conn.request_started:.1f}s)"
 
 
 class Service:
@@ -63,34 +75,33 @@ class Service:
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
             "SCRIPT_NAME": "",
         }
-        self._listener_environs: Dict[int, Dict[str, Any]] = {}
+        self._listener_environs: Dict[socket.socket, Dict[str, Any]] = {}
 
-    def _listener_environ(self, listener: socket.socket) -> Dict[str, Any]:
-        key = listener.fileno()
-        environ = self._listener_environs.get(key)
-        if environ is None:
-            environ = dict(self.base_environ)
-            if listener.family in (socket.AF_INET, socket.AF_INET6):
-                name = listener.getsockname()
-                environ["SERVER_NAME"], environ["SERVER_PORT"] = str(name[0]), str(name[1])
-            else:
-                environ["SERVER_NAME"], environ["SERVER_PORT"] = "localhost", "80"
-            self._listener_environs[key] = environ
-        return environ
+    def add_listener(self, listener: socket.socket) -> None:
+        """Note the environ keys of a listener (SERVER_NAME, SERVER_PORT) while it is open."""
+        environ = dict(self.base_environ)
+        if listener.family in (socket.AF_INET, socket.AF_INET6):
+            name = listener.getsockname()
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = str(name[0]), str(name[1])
+        else:
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = "localhost", "80"
+        self._listener_environs[listener] = environ
 
     def serve(self, sock: socket.socket, peer: Any, listener: socket.socket) -> None:
         """Serve one accepted connection until it ends."""
-        environ = self._listener_environ(listener).copy()
-        if isinstance(peer, tuple):
-            environ["REMOTE_ADDR"] = peer[0]
-            environ["REMOTE_PORT"] = str(peer[1])
-            try:
+        try:
+            environ = self._listener_environs[listener].copy()
+            if isinstance(peer, tuple):
+                environ["REMOTE_ADDR"] = peer[0]
+                environ["REMOTE_PORT"] = str(peer[1])
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        else:
-            environ["REMOTE_ADDR"] = ""
-        conn = Connection(self, sock, environ)
+            else:
+                environ["REMOTE_ADDR"] = ""
+            conn = Connection(self, sock, environ)
+        except Exception:
+            logs.error_log.exception("cannot serve a connection from %s", peer)
+            sock.close()
+            return
         if self.current_task is not None:
             conn.task = self.current_task()
         self.connections.add(conn)
@@ -115,6 +126,21 @@ class Service:
         self.stopping = True
         for conn in list(self.connections):
             conn.close_if_idle()
+
+    def in_flight(self) -> List[str]:
+        """The requests being served, as 'GET /path (running 1.2s)'."""
+        now = monotonic()
+        return [_describe(conn, now) for conn in list(self.connections) if conn.request is not None]
+
+    def describe_blocked(self, frame: Any) -> Optional[str]:
+        """The request whose code ``frame`` (a stack, innermost first) is running, if any."""
+        while frame is not None:
+            if frame.f_code is _SERVE_CODE:
+                conn = frame.f_locals.get("self")
+                if isinstance(conn, Connection) and conn.request is not None:
+                    return _describe(conn, monotonic())
+            frame = frame.f_back
+        return None
 
     def log_error_access(self, conn: Connection, error: HTTPError) -> None:
         """Access-log an error the server answered without the application."""

@@ -1,14 +1,16 @@
 """What every worker process does: load the app, report its state and heartbeat, serve, exit.
 
 A worker talks to the supervisor through a small shared-memory ``Slot`` (heartbeat time, state,
-a one-line failure message) and its exit code; it knows nothing of HTTP parsing (that is
-``http.Service``), only how to accept connections and hand them over.
+a one-line failure message), a byte on the supervisor's wake-up pipe when its state changes, and
+its exit code. It knows nothing of HTTP parsing (that is ``http.Service``): it accepts
+connections and hands them over.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import random
 import signal
 import struct
 import sys
@@ -16,16 +18,17 @@ import traceback
 from time import monotonic
 from typing import Any, Callable, List, Optional
 
-from .. import logs
+from .. import logs, process
 from ..loading import AppLoadError, load_app, prepare_path
 from ..settings import Config
+from .watchdog import Watchdog
 
-# Exit codes a worker reports to the supervisor (gunicorn's values).
+# Exit codes a worker reports to the supervisor (gunicorn's values for the first two).
 WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
 
 # Worker states in the slot.
-BOOTING, READY, FAILED = 0, 1, 2
+BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 
 _SLOT_SIZE = 4096
 _HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
@@ -74,15 +77,17 @@ class Worker:
     #: keep connections open between requests (the sync worker closes them)
     keepalive = True
 
-    def __init__(self, config: Config, listeners: List[Any], slot: Slot,
+    def __init__(self, config: Config, listeners: List[Any], slot: Slot, notify_fd: int,
                  app: Optional[Callable[..., Any]] = None) -> None:
         self.config = config
         self.listeners = listeners
         self.slot = slot
+        self.notify_fd = notify_fd
         self.app = app
         self.alive = True
         self.ppid = os.getppid()
         self.pid = os.getpid()
+        self.service: Any = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class Worker:
     def _run(self) -> int:
         for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH):
             signal.signal(sig, signal.SIG_IGN)  # the supervisor's signals, not ours
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        process.set_title("worker", self.config.proc_name or self.config.wsgi_app or "app")
         try:
             self.setup()
         except Exception as exc:
@@ -122,7 +127,15 @@ class Worker:
                 logs.error_log.debug("application load failed", exc_info=True)
                 return APP_LOAD_ERROR
         self.check_environment()
+        self.service = self.make_service(self.task_getter())
+        config = self.config
+        if config.max_requests:
+            self.service.request_limit = (config.max_requests
+                                          + random.randint(0, config.max_requests_jitter))
+            self.service.on_request_limit = self.retire
         self.slot.beat(READY)
+        self.notify()
+        Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked).start()
         self.serve()
         return 0
 
@@ -131,8 +144,34 @@ class Worker:
         prepare_path(config.chdir, config.pythonpath)
         return load_app(config.wsgi_app)
 
+    def notify(self) -> None:
+        """Wake the supervisor: this worker's state changed."""
+        try:
+            os.write(self.notify_fd, b"\0")
+        except OSError:
+            pass
+
+    def retire(self) -> None:
+        """Ask to be replaced (--max-requests): keep serving until the replacement is ready."""
+        if self.slot.state == READY:
+            logs.error_log.info("Worker (pid:%d) reached %d requests: asking to be replaced",
+                                self.pid, self.service.requests)
+            self.slot.beat(RETIRING)
+            self.notify()
+
+    def log_cut_requests(self) -> None:
+        """After the graceful timeout: say which requests are cut short."""
+        for activity in self.service.in_flight():
+            logs.error_log.warning("graceful timeout (%gs): cutting %s",
+                                   self.config.graceful_timeout, activity)
+
     def setup(self) -> None:
         """Prepare the process before the application is imported."""
+
+    def task_getter(self) -> Optional[Callable[[], Any]]:
+        """What returns the task serving a connection, for deadline sweeps; None: socket
+        timeouts instead."""
+        return None
 
     def check_environment(self) -> None:
         """Warn about anything in the loaded process that will hurt serving."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 from time import monotonic
-from typing import Any
+from typing import Any, Callable, Optional
 
 from .. import logs
 from .base import Worker
@@ -14,14 +15,26 @@ from .base import Worker
 MUST_BE_PATCHED = ("socket", "ssl", "threading", "select", "time")
 _ACCEPT_RETRY = (errno.EAGAIN, errno.ECONNABORTED, errno.EINTR, errno.EPROTO)
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+TICK = 0.5  # seconds between heartbeats (and deadline sweeps)
 
 
-def patch() -> None:
-    """Make the standard library cooperative; must run before the app imports anything."""
+def patch(for_supervisor: bool = False) -> None:
+    """Make the standard library cooperative; must run before the app imports anything.
+
+    The supervisor (with --preload) leaves os and signal alone: it forks and reaps children
+    itself. Its workers patch those two after the fork.
+    """
     from gevent import monkey
 
-    if not monkey.is_module_patched("socket"):
-        monkey.patch_all()
+    if for_supervisor:
+        if not monkey.is_module_patched("socket"):
+            monkey.patch_all(os=False, signal=False)
+    else:
+        if not monkey.is_module_patched("socket"):
+            monkey.patch_all()
+        else:
+            monkey.patch_os()
+            monkey.patch_signal()
 
 
 class GeventWorker(Worker):
@@ -34,6 +47,11 @@ class GeventWorker(Worker):
         import gevent
 
         gevent.reinit()  # after a raw fork the hub (if any) must start afresh in the child
+
+    def task_getter(self) -> Optional[Callable[[], Any]]:
+        import gevent
+
+        return gevent.getcurrent
 
     def check_environment(self) -> None:
         from gevent import monkey
@@ -51,35 +69,37 @@ class GeventWorker(Worker):
         from gevent.event import Event
         from gevent.pool import Pool
 
-        self.service = service = self.make_service(current_task=gevent.getcurrent)
+        service = self.service
         self.pool = Pool(self.config.worker_connections)
-        self.stopped = Event()
-        listeners = [gsocket.socket(s.family, s.type, s.proto, fileno=s.detach())
-                     for s in self.listeners]
-        self.listeners = listeners
-        gevent.signal_handler(signal.SIGTERM, self.graceful_stop)
+        self.stop_requested = Event()
+        self.listeners = [gsocket.socket(s.family, s.type, s.proto, fileno=s.detach())
+                          for s in self.listeners]
+        for listener in self.listeners:
+            service.add_listener(listener)
+        gevent.signal_handler(signal.SIGTERM, self.stop_requested.set)
         gevent.signal_handler(signal.SIGINT, self.fast_stop)
         gevent.signal_handler(signal.SIGQUIT, self.fast_stop)
-        service.on_request_limit = self.graceful_stop
-        acceptors = [gevent.spawn(self._accept, listener) for listener in listeners]
-        heartbeat = gevent.get_hub().loop.timer(0.0, self.heartbeat_interval)
-        heartbeat.start(self._tick)
-        self.stopped.wait()
+        gevent.signal_handler(signal.SIGUSR1, logs.reopen)
+        acceptors = [gevent.spawn(self._accept, listener) for listener in self.listeners]
+        ticker = gevent.get_hub().loop.timer(0.0, TICK)
+        ticker.start(self._tick)
+        self.stop_requested.wait()
+        # -- graceful stop: no new connections, idle ones closed, busy ones finish
+        self.alive = False
         gevent.killall(acceptors)
-        for listener in listeners:
-            listener.close()
+        self._drain_and_close_listeners()
         service.stop()
-        self.pool.join(timeout=30)
-        heartbeat.stop()
-
-    @property
-    def heartbeat_interval(self) -> float:
-        return 0.5
+        if not self.pool.join(timeout=self.config.graceful_timeout):
+            self.log_cut_requests()
+        ticker.stop()
 
     def _tick(self) -> None:
         """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines."""
         self.slot.beat()
         self.service.interrupt_expired(monotonic())
+        if os.getppid() != self.ppid:
+            logs.error_log.warning("the supervisor (pid:%d) is gone: stopping", self.ppid)
+            self.stop_requested.set()
 
     def _accept(self, listener: Any) -> None:
         import gevent
@@ -106,11 +126,20 @@ class GeventWorker(Worker):
                 raise
             pool.spawn(serve, sock, peer, listener)
 
-    def graceful_stop(self, *args: Any) -> None:
-        self.alive = False
-        self.stopped.set()
+    def _drain_and_close_listeners(self) -> None:
+        """Take the connections already queued on the listeners, then close them: closing a
+        listener with queued connections would reset those."""
+        serve = self.service.serve
+        for listener in self.listeners:
+            listener.settimeout(0.0)
+            while not self.pool.full():
+                try:
+                    sock, peer = listener.accept()
+                except OSError:
+                    break
+                sock.settimeout(None)
+                self.pool.spawn(serve, sock, peer, listener)
+            listener.close()
 
     def fast_stop(self, *args: Any) -> None:
-        import os
-
         os._exit(0)

@@ -11,6 +11,7 @@ import select
 import signal
 from typing import Any
 
+from .. import logs
 from .base import Worker
 
 
@@ -20,8 +21,6 @@ class SyncWorker(Worker):
     keepalive = False
 
     def serve(self) -> None:
-        service = self.make_service()
-        self.service = service
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -29,16 +28,21 @@ class SyncWorker(Worker):
         signal.signal(signal.SIGTERM, self.graceful_stop)
         signal.signal(signal.SIGINT, self.fast_stop)
         signal.signal(signal.SIGQUIT, self.fast_stop)
-        service.on_request_limit = self.graceful_stop
+        signal.signal(signal.SIGUSR1, lambda *args: logs.reopen())
+        signal.signal(signal.SIGALRM, self._graceful_timeout)
         listeners = self.listeners
         for listener in listeners:
             listener.setblocking(False)
+            self.service.add_listener(listener)
         watched = list(listeners) + [wake_r]
         beat = self.slot.beat
         while self.alive:
             beat()
+            if os.getppid() != self.ppid:
+                logs.error_log.warning("the supervisor (pid:%d) is gone: stopping", self.ppid)
+                break
             try:
-                ready = select.select(watched, [], [], 1.0)[0]
+                ready = select.select(watched, [], [], 0.5)[0]
             except InterruptedError:
                 continue
             for listener in ready:
@@ -48,19 +52,37 @@ class SyncWorker(Worker):
                     except BlockingIOError:
                         pass
                     continue
-                try:
-                    sock, peer = listener.accept()
-                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                    continue  # another worker took it
-                sock.setblocking(True)
-                service.serve(sock, peer, listener)
+                self._serve_one(listener)
                 beat()
                 if not self.alive:
                     break
+        # Take what is already queued (closing a listener with a queue resets it), then stop.
+        for listener in listeners:
+            while self._serve_one(listener):
+                pass
+            listener.close()
+
+    def _serve_one(self, listener: Any) -> bool:
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return False  # another worker took it
+        except OSError as exc:
+            logs.error_log.error("cannot accept connections: %s", exc.strerror)
+            return False
+        sock.setblocking(True)
+        self.service.serve(sock, peer, listener)
+        return True
 
     def graceful_stop(self, *args: Any) -> None:
         self.alive = False
         self.service.stopping = True
+        if self.config.graceful_timeout:
+            signal.setitimer(signal.ITIMER_REAL, self.config.graceful_timeout)
+
+    def _graceful_timeout(self, *args: Any) -> None:
+        self.log_cut_requests()
+        os._exit(0)
 
     def fast_stop(self, *args: Any) -> None:
         os._exit(0)

@@ -210,6 +210,9 @@ def app(environ, start_response):
         return _text(start_response, "spun")
     if path == "/exit":
         os._exit(int(query or "1"))
+    if path == "/segfault":
+        import ctypes
+        ctypes.string_at(0)
     return _text(start_response, "not found", status="404 Not Found")
 
 

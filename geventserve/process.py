@@ -1,0 +1,83 @@
+"""Process chores: titles (with setproctitle when installed), the PID file, the re-exec command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+try:
+    from setproctitle import setproctitle as _setproctitle
+except ImportError:  # optional: titles are a convenience
+    _setproctitle = None
+
+
+def set_title(role: str, name: str) -> None:
+    """geventserve: master [name] / geventserve: worker [name]."""
+    if _setproctitle is not None:
+        _setproctitle(f"geventserve: {role} [{name}]")
+
+
+class PidFile:
+    """The supervisor's PID file; renamed to <file>.oldbin by a re-exec, removed on exit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+
+    def write(self, pid: int) -> None:
+        tmp = f"{self.path}.{pid}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(f"{pid}\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise OSError(f"cannot write the PID file {self.path!r}: {exc.strerror}") from None
+
+    def rename(self, suffix: str) -> None:
+        try:
+            os.replace(self.path, self.path + suffix)
+            self.path += suffix
+        except OSError:
+            pass
+
+    def rename_back(self) -> None:
+        """Undo rename(): the new supervisor died, this one owns the file again."""
+        base, dot, suffix = self.path.rpartition(".")
+        if dot:
+            try:
+                os.replace(self.path, base)
+                self.path = base
+            except OSError:
+                pass
+
+    def remove(self, pid: int) -> None:
+        """Remove the file if it still names ``pid`` (a new supervisor may own it now)."""
+        try:
+            with open(self.path) as fh:
+                if fh.read().strip() != str(pid):
+                    return
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def original(module: str, name: str) -> Any:
+    """The standard-library function, even after gevent has patched the module."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched(module):
+        return monkey.get_original(module, name)
+    return getattr(__import__(module), name)
+
+
+INHERITED_FDS = "GEVENTSERVE_FDS"
+
+
+def reexec_command(argv: List[str]) -> List[str]:
+    """The command that starts this same server again (USR2): same interpreter, same args."""
+    return [sys.executable, "-m", "geventserve"] + list(argv)
+
+
+def reexec_environ(fds: List[int], cwd_env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = dict(os.environ if cwd_env is None else cwd_env)
+    env[INHERITED_FDS] = ",".join(str(fd) for fd in fds)
+    return env

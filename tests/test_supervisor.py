@@ -1,0 +1,396 @@
+"""The supervisor: real processes, real signals, real load; every promise counted in failures."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from helpers import APPS, Client, Load, Server, children, request, wait_until
+
+
+def worker_set(srv):
+    return set(srv.worker_pids())
+
+
+# -- pre-fork -------------------------------------------------------------------------------
+
+def test_workers_share_the_listener_and_count_is_kept():
+    with Server(["-w", "3"]) as srv:
+        wait_until(lambda: len(srv.worker_pids()) == 3, message="3 workers")
+        seen = set()
+        for _ in range(60):
+            seen.add(request(srv.port, "GET", "/pid").text)
+        assert len(seen) >= 2  # the workers accept from the shared socket
+
+
+def test_web_concurrency_sets_the_default_worker_count():
+    with Server([], env={"WEB_CONCURRENCY": "3"}) as srv:
+        wait_until(lambda: len(srv.worker_pids()) == 3, message="3 workers")
+    with Server(["-w", "2"], env={"WEB_CONCURRENCY": "3"}) as srv:
+        wait_until(lambda: len(srv.worker_pids()) == 2, message="-w wins")
+
+
+def test_pidfile_and_process_titles(tmp_path):
+    pidfile = tmp_path / "gs.pid"
+    with Server(["-w", "1", "--pid", str(pidfile), "-n", "titled"]) as srv:
+        assert pidfile.read_text().strip() == str(srv.pid)
+        with open(f"/proc/{srv.pid}/cmdline", "rb") as fh:
+            assert fh.read().split(b"\0")[0] == b"geventserve: master [titled]"
+        worker = srv.worker_pids()[0]
+        with open(f"/proc/{worker}/cmdline", "rb") as fh:
+            assert fh.read().split(b"\0")[0] == b"geventserve: worker [titled]"
+    assert not pidfile.exists()
+
+
+def test_systemd_socket_activation():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    env = dict(os.environ, PYTHONPATH=APPS, LISTEN_FDS="1")
+    # as systemd does: the socket on fd 3, LISTEN_PID the PID of the process it execs
+    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); "
+                "os.environ['LISTEN_PID'] = str(os.getpid()); "
+                "os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, str(fd), "-m", "geventserve",
+                             "-w", "1", "wsgi_app:app"], cwd=APPS, env=env, pass_fds=[fd],
+                            stderr=subprocess.PIPE, start_new_session=True)
+    listener.close()
+    try:
+        response = wait_until(lambda: _try_get(port, "/environ"), message="served on fd 3")
+        assert response.status == 200
+        assert '"LISTEN_FDS"' not in response.text  # not passed on to the app
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        proc.stderr.close()
+
+
+def _try_get(port, path):
+    try:
+        return request(port, "GET", path, timeout=2)
+    except OSError:
+        return None
+
+
+# -- liveness -------------------------------------------------------------------------------
+
+def test_killed_worker_is_replaced_and_only_its_requests_fail():
+    with Server(["-w", "4"]) as srv:
+        wait_until(lambda: len(srv.worker_pids()) == 4)
+        load = Load(srv.port, clients=100).start()
+        time.sleep(1.0)
+        victim = srv.worker_pids()[0]
+        before = worker_set(srv)
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        replacement = wait_until(lambda: worker_set(srv) - before, timeout=5, interval=0.01)
+        replaced_in = time.monotonic() - killed_at
+        time.sleep(1.0)
+        load.stop()
+    assert replaced_in < 1.0, replaced_in
+    assert len(replacement) == 1
+    victim_body = str(victim).encode()
+    errors = load.failures + load.retries
+    assert all(body in (victim_body, None) for body, _ in errors), errors
+    assert load.ok > 1000
+    assert f"Worker (pid:{victim}) died: signal SIGKILL" in srv.log
+
+
+@pytest.mark.parametrize("path,how", [("/exit?7", "exit code 7"), ("/segfault", "signal SIGSEGV")])
+def test_worker_death_is_described(path, how):
+    with Server(["-w", "1"]) as srv:
+        first = srv.worker_pids()
+        with pytest.raises((OSError, EOFError)):
+            request(srv.port, "GET", path)
+        wait_until(lambda: srv.worker_pids() and srv.worker_pids() != first)
+        srv.wait_for_log(f"died: {how}; starting a new one")
+        assert request(srv.port, "GET", "/").status == 200
+
+
+def test_blocked_worker_is_reported_and_replaced():
+    with Server(["-w", "1", "--timeout", "2"]) as srv:
+        first = srv.worker_pids()[0]
+        with Client(srv.port, timeout=15) as client:
+            client.request("GET", "/spin?30")
+            started = time.monotonic()
+            assert client.closed_by_server(timeout=15)
+        elapsed = time.monotonic() - started
+        match = srv.wait_for_log(r"WORKER TIMEOUT \(pid:%d\)" % first)
+        assert match
+        wait_until(lambda: srv.worker_pids() and srv.worker_pids()[0] != first)
+        assert request(srv.port, "GET", "/").status == 200
+    report = srv.log[srv.log.index("WORKER TIMEOUT"):]
+    assert "serving GET /spin?30" in report
+    assert "while time.time() < end" in report  # a line of the busy loop
+    assert "stopped by its watchdog" in srv.log
+    assert 1.5 < elapsed < 5, elapsed
+
+
+def test_blocked_sync_worker_is_reported_too():
+    with Server(["-k", "sync", "-w", "1", "--timeout", "1"]) as srv:
+        with Client(srv.port, timeout=15) as client:
+            client.request("GET", "/spin?30")
+            assert client.closed_by_server(timeout=15)
+        srv.wait_for_log("WORKER TIMEOUT")
+        assert "serving GET /spin?30" in srv.log
+
+
+def test_orphaned_workers_stop():
+    with Server(["-w", "2"]) as srv:
+        workers = srv.worker_pids()
+        os.kill(srv.pid, signal.SIGKILL)
+        wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid)
+                                   for pid in workers), timeout=10, message="workers gone")
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# -- signals --------------------------------------------------------------------------------
+
+def test_term_lets_the_request_finish_then_exits_0():
+    with Server(["-w", "2"]) as srv:
+        result = {}
+
+        def slow():
+            result["response"] = request(srv.port, "GET", "/sleep?2", timeout=10)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.5)
+        srv.signal(signal.SIGTERM)
+        outcomes = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # new connections after TERM
+            try:
+                with Client(srv.port, timeout=5) as client:
+                    client.request("GET", "/pid")
+                    outcomes.append(client.read_response().status)
+            except ConnectionRefusedError:
+                outcomes.append("refused")
+            except (OSError, EOFError) as exc:
+                outcomes.append(f"reset: {exc!r}")
+            time.sleep(0.02)
+        thread.join(10)
+        assert srv.wait(15) == 0
+    assert result["response"].status == 200 and result["response"].body == b"slept"
+    assert all(o in (200, "refused") for o in outcomes), outcomes
+    assert "refused" in outcomes
+
+
+def test_term_closes_idle_keepalive_connections_at_once():
+    with Server(["-w", "1"]) as srv, Client(srv.port) as idle:
+        idle.request("GET", "/")
+        assert idle.read_response().status == 200
+        srv.signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert idle.closed_by_server(timeout=5)
+        assert time.monotonic() - started < 1.5
+        assert srv.wait(10) == 0
+
+
+def test_term_answers_busy_keepalive_connection_with_close():
+    with Server(["-w", "1"]) as srv, Client(srv.port, timeout=10) as client:
+        client.request("GET", "/sleep?1")
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        response = client.read_response()
+        assert response.body == b"slept"
+        assert response.header("connection") == "close"
+        assert client.closed_by_server()
+
+
+def test_graceful_timeout_cuts_and_names_the_requests():
+    with Server(["-w", "1", "--graceful-timeout", "1"]) as srv:
+        client = Client(srv.port, timeout=10)
+        client.request("GET", "/sleep?5")
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(10) == 0
+        client.close()
+    assert "cutting GET /sleep?5" in srv.log
+
+
+def test_int_is_a_fast_stop():
+    with Server(["-w", "2"]) as srv:
+        client = Client(srv.port, timeout=10)
+        client.request("GET", "/sleep?5")
+        time.sleep(0.3)
+        started = time.monotonic()
+        srv.signal(signal.SIGINT)
+        srv.wait(10)
+        assert time.monotonic() - started < 3
+        assert client.closed_by_server(timeout=5)
+        client.close()
+
+
+def test_ttin_ttou_change_the_worker_count():
+    with Server(["-w", "2"]) as srv:
+        wait_until(lambda: len(srv.worker_pids()) == 2)
+        srv.signal(signal.SIGTTIN)
+        wait_until(lambda: len(srv.worker_pids()) == 3, message="3 after TTIN")
+        srv.signal(signal.SIGTTIN)
+        wait_until(lambda: len(srv.worker_pids()) == 4, message="4 after TTIN")
+        for expected in (3, 2, 1, 1):
+            srv.signal(signal.SIGTTOU)
+            wait_until(lambda e=expected: len(srv.worker_pids()) == e, message=f"{expected}")
+        time.sleep(0.5)
+        assert len(srv.worker_pids()) == 1  # never below one
+        assert request(srv.port, "GET", "/").status == 200
+
+
+def test_usr1_reopens_log_files(tmp_path):
+    access = tmp_path / "access.log"
+    with Server(["-w", "1", "--access-logfile", str(access)]) as srv:
+        request(srv.port, "GET", "/first")
+        wait_until(lambda: "/first" in access.read_text())
+        os.rename(access, tmp_path / "access.log.1")
+        srv.signal(signal.SIGUSR1)
+        srv.wait_for_log("reopening the log files")
+
+        def reopened():
+            request(srv.port, "GET", "/second")
+            return access.exists() and "/second" in access.read_text()
+
+        wait_until(reopened, message="access log reopened")
+    assert "/second" not in (tmp_path / "access.log.1").read_text()
+
+
+def test_hup_reloads_new_code_without_failures(tmp_path):
+    app = tmp_path / "version_app.py"
+    code = ("import os\n"
+            "VERSION = {v!r}\n"
+            "def app(environ, start_response):\n"
+            "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+            "    return [VERSION.encode()]\n")
+    app.write_text(code.format(v="v1"))
+    with Server(["-w", "2", "--chdir", str(tmp_path)], app="version_app:app",
+                env={"PYTHONDONTWRITEBYTECODE": "1"}) as srv:
+        load = Load(srv.port, clients=200, path="/").start()
+        time.sleep(1.5)
+        app.write_text(code.format(v="v2-reloaded"))
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_log(r"Ready: 2 worker\(s\) serving", start=0)
+        time.sleep(3.0)
+        load.stop()
+        assert request(srv.port, "GET", "/").body == b"v2-reloaded"
+    assert load.failures == [], load.failures[:5]
+    assert load.bodies.get(b"v1", 0) > 100 and load.bodies.get(b"v2-reloaded", 0) > 100
+
+
+def test_hup_with_broken_code_keeps_serving(tmp_path):
+    app = tmp_path / "fragile_app.py"
+    app.write_text("def app(environ, start_response):\n"
+                   "    start_response('200 OK', [])\n"
+                   "    return [b'good']\n")
+    with Server(["-w", "2", "--chdir", str(tmp_path)], app="fragile_app:app",
+                env={"PYTHONDONTWRITEBYTECODE": "1"}) as srv:
+        before = worker_set(srv)
+        app.write_text("import missing_dependency_xyz\n")
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_log("Reload failed: importing 'fragile_app' failed")
+        time.sleep(0.5)
+        assert worker_set(srv) == before
+        assert request(srv.port, "GET", "/").body == b"good"
+        assert srv.proc.poll() is None
+
+
+def test_max_requests_recycles_without_failures():
+    with Server(["-w", "2", "--max-requests", "50", "--max-requests-jitter", "10"]) as srv:
+        initial = worker_set(srv)
+        load = Load(srv.port, clients=20).start()
+        seen = set()
+
+        def recycled_a_few():
+            seen.update(srv.worker_pids())
+            return len(seen - initial) >= 3
+
+        wait_until(recycled_a_few, timeout=30, message="workers recycled")
+        load.stop()
+    assert load.failures == [], load.failures[:5]
+    assert "reached" in srv.log and "asking to be replaced" in srv.log
+
+
+def test_usr2_then_term_old_master_under_load():
+    with Server(["-w", "2"]) as srv:
+        load = Load(srv.port, clients=50).start()
+        time.sleep(1.0)
+        old_workers = worker_set(srv)
+        srv.signal(signal.SIGUSR2)
+        new_master = wait_until(lambda: [p for p in children(srv.pid) if p not in old_workers],
+                                message="new master")[0]
+        wait_until(lambda: len(children(new_master)) == 2, message="new workers")
+        srv.wait_for_log(r"\[%d\] \[INFO\] Ready: 2 worker" % new_master)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(15) == 0
+        time.sleep(1.0)
+        new_workers = set(children(new_master))
+        load.stop()
+        try:
+            assert request(srv.port, "GET", "/pid").text in {str(p) for p in new_workers}
+        finally:
+            os.kill(new_master, signal.SIGTERM)
+            wait_until(lambda: not _alive(new_master), timeout=15)
+    assert load.failures == [], load.failures[:5]
+    served_by_new = sum(n for body, n in load.bodies.items() if int(body) in new_workers)
+    assert served_by_new > 100
+
+
+def test_fair_spread_over_workers():
+    with Server(["-w", "4", "--keep-alive", "0"]) as srv:
+        wait_until(lambda: len(srv.worker_pids()) == 4)
+        load = Load(srv.port, clients=40).start()
+        time.sleep(3.0)
+        load.stop()
+    counts = sorted(load.bodies.values())
+    total = sum(counts)
+    assert len(counts) == 4, load.bodies
+    assert max(counts) <= 2 * total / 4, counts
+    assert load.failures == []
+
+
+def test_preload_with_gevent_patches_before_the_app(tmp_path):
+    with Server(["-w", "1"], app="wsgi_app:app") as upstream, \
+            Server(["-w", "1", "--preload", "-k", "gevent"], app="preload_app:app",
+                   env={"UPSTREAM": f"http://127.0.0.1:{upstream.port}"}) as srv:
+        clients = [Client(srv.port, timeout=10) for _ in range(10)]
+        started = time.monotonic()
+        for client in clients:
+            client.request("GET", "/call-upstream")
+        bodies = [client.read_response().body for client in clients]
+        elapsed = time.monotonic() - started
+        for client in clients:
+            client.close()
+    assert bodies == [b"slept"] * 10
+    assert elapsed < 2.5, elapsed  # 10 x 0.5 s upstream calls, concurrently
+    assert "MonkeyPatchWarning" not in srv.log
+    assert "not patched" not in srv.log
+
+
+def test_reuse_port_lets_two_servers_share_an_address():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    address = [f"127.0.0.1:{port}"]
+    with Server(["-w", "1", "--reuse-port"], bind=address) as first, \
+            Server(["-w", "1", "--reuse-port"], bind=address) as second:
+        assert first.port == second.port == port
+        assert request(port, "GET", "/").status == 200
+        # without the option the address is taken
+        proc = subprocess.run([sys.executable, "-m", "geventserve", "-b", f"127.0.0.1:{port}",
+                               "wsgi_app:app"], cwd=APPS, capture_output=True, text=True,
+                              timeout=20, env=dict(os.environ, PYTHONPATH=APPS))
+        assert proc.returncode == 1 and "address already in use" in proc.stderr
