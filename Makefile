@@ -9,7 +9,7 @@ PORT ?= 8000
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test lint system-deps clean
+.PHONY: run test lint docs system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ system-deps:
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+docs: $(VENV)/.installed-run
+	$(BIN)/python -m geventserve.docs > docs/settings.md
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check geventserve tests examples loadtests

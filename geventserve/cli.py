@@ -40,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--version", action="version", version=f"geventserve {__version__}")
     parser.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help=f"Python config file (default: ./{DEFAULT_CONFIG_FILE} if it exists).")
+                        help=f"Python config file (default: ./{DEFAULT_CONFIG_FILE} if it "
+                             "exists); gunicorn.conf.py files work too.")
+    parser.add_argument("--check-config", action="store_true", default=argparse.SUPPRESS,
+                        help="Load the settings and import the application, then exit (0 if "
+                             "both are fine) without serving.")
+    parser.add_argument("--print-config", action="store_true", default=argparse.SUPPRESS,
+                        help="Print the effective settings, as a config file, and exit.")
     groups = {section: parser.add_argument_group(section) for section in SECTIONS}
     for setting in SETTINGS:
         if not setting.flags:
@@ -91,9 +97,11 @@ def load_config_file(path: str, config: Config) -> None:
             logs.error_log.warning("config file %s: unknown setting %r ignored", path, name)
 
 
+ACTIONS = ("config", "check_config", "print_config")
+
+
 def _apply_args(config: Config, values: Dict[str, Any], source: str) -> None:
-    values = dict(values)
-    values.pop("config", None)
+    values = {k: v for k, v in values.items() if k not in ACTIONS}
     app = values.pop("app", None)
     if app is not None:
         config.set("wsgi_app", app, source)
@@ -120,10 +128,47 @@ def make_config(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -
         load_config_file(config_path, config)
     _apply_args(config, env, ENV_ARGS)
     _apply_args(config, cli, "command line")
-    if not config.wsgi_app:
+    if not config.wsgi_app and not cli.get("print_config"):
         raise UsageError("no application given: geventserve [OPTIONS] MODULE:APP "
                          "(for example myproject.wsgi:app)")
+    config.check()
     return config
+
+
+def print_config(config: Config) -> None:
+    """The effective settings, as a Python config file with where each value came from."""
+    for name, value in config.items():
+        if callable(value):
+            value_text = f"<function {getattr(value, '__name__', '?')}>"
+            print(f"# {name} = {value_text}  # {config.sources[name]}")
+            continue
+        print(f"{name} = {value!r}  # {config.sources[name]}")
+
+
+def check_config(config: Config) -> int:
+    """--check-config: import the app as a worker would (patched first for gevent)."""
+    from .loading import AppLoadError, load_app, prepare_path
+    from .workers import load_worker_class
+    from .workers.gevent import GeventWorker, patch
+
+    try:
+        worker_class = load_worker_class(config.worker_class)
+        config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
+    except (ImportError, SettingError) as exc:
+        print(f"geventserve: error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR
+    if issubclass(worker_class, GeventWorker):
+        patch()
+    try:
+        prepare_path(config.chdir, config.pythonpath)
+        load_app(config.wsgi_app)
+    except AppLoadError as exc:
+        print(f"geventserve: error: {exc}", file=sys.stderr)
+        logs.error_log.debug("application load failed", exc_info=True)
+        return 4
+    print(f"geventserve: configuration OK; {config.wsgi_app} loads with the "
+          f"{config.worker_class} worker")
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> NoReturn:
@@ -134,18 +179,26 @@ def run(argv: Sequence[str]) -> int:
     logs.setup()
     try:
         config = make_config(argv)
+        actions = _parse(build_parser(), argv, "command line")
     except UsageError as exc:
         print(f"geventserve: error: {exc} (see geventserve --help)", file=sys.stderr)
         return USAGE_ERROR
     except SettingError as exc:
         print(f"geventserve: error: {exc}", file=sys.stderr)
         return CONFIG_ERROR
+    if actions.get("print_config"):
+        print_config(config)
+        return 0
+    if actions.get("check_config"):
+        logs.setup(config.loglevel)
+        return check_config(config)
+    from .supervisor import Supervisor, configure_logs
+
     try:
-        logs.setup(config.loglevel, config.errorlog, config.accesslog)
+        configure_logs(config)
     except OSError as exc:
         print(f"geventserve: error: {exc}", file=sys.stderr)
         return CONFIG_ERROR
-    from .supervisor import Supervisor
 
     try:
         return Supervisor(config, argv=argv).run()

@@ -1,12 +1,15 @@
-"""Error log (time, level, pid) and access log (gunicorn's atoms); neither may crash a worker."""
+"""Error log (time, level, pid) and access log (gunicorn's atoms, or JSON); neither may crash a
+worker."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
@@ -16,6 +19,16 @@ DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(
 error_log = logging.getLogger("geventserve.error")
 access_log = logging.getLogger("geventserve.access")
 
+ATOMS = {
+    "h": "remote address", "l": "'-'", "u": "user name (REMOTE_USER)", "t": "time of the request",
+    "r": "request line", "m": "method", "U": "path", "q": "query string", "H": "protocol",
+    "s": "status", "B": "response bytes", "b": "response bytes, or '-'", "f": "referer",
+    "a": "user agent", "T": "duration (s)", "M": "duration (ms)", "D": "duration (us)",
+    "L": "duration (decimal s)", "p": "pid",
+}
+_KEY = re.compile(r"%\((.*?)\)")
+_HEADER_ATOM = re.compile(r"\{([^}]+)\}([ioe])")
+
 
 def _handler(target: str, stream: Any) -> logging.Handler:
     if target in ("-", ""):
@@ -23,29 +36,36 @@ def _handler(target: str, stream: Any) -> logging.Handler:
     return logging.FileHandler(target, encoding="utf-8")
 
 
-def setup(loglevel: str = "info", errorlog: str = "-", accesslog: Optional[str] = None) -> None:
+def setup(loglevel: str = "info", errorlog: str = "-", accesslog: Optional[str] = None,
+          access_format: str = DEFAULT_ACCESS_FORMAT, access_json: bool = False,
+          capture_output: bool = False) -> None:
     """Point the error and access logs at their files; safe to call again (reconfigures)."""
+    global _access_writer
     logging.raiseExceptions = False  # a full disk must not turn into a traceback per request
-    for logger, target, fmt, stream in (
-        (error_log, errorlog, ERROR_FORMAT, sys.stderr),
-        (access_log, accesslog, "%(message)s", sys.stdout),
-    ):
+    handlers = []
+    for target, stream in ((errorlog, sys.stderr), (accesslog, sys.stdout)):
+        try:
+            handlers.append(None if target is None else _handler(target, stream))
+        except OSError as exc:
+            raise OSError(f"cannot open log file {target!r}: {exc.strerror}") from None
+    for logger, handler, fmt in ((error_log, handlers[0], ERROR_FORMAT),
+                                 (access_log, handlers[1], "%(message)s")):
         for old in list(logger.handlers):
             logger.removeHandler(old)
             old.close()
         logger.propagate = False
-        if target is None:
-            logger.disabled = True
-            continue
-        logger.disabled = False
-        try:
-            handler = _handler(target, stream)
-        except OSError as exc:
-            raise OSError(f"cannot open log file {target!r}: {exc.strerror}") from None
-        handler.setFormatter(logging.Formatter(fmt, DATE_FORMAT))
-        logger.addHandler(handler)
+        logger.disabled = handler is None
+        if handler is not None:
+            handler.setFormatter(logging.Formatter(fmt, DATE_FORMAT))
+            logger.addHandler(handler)
     error_log.setLevel(getattr(logging, loglevel.upper()))
     access_log.setLevel(logging.INFO)
+    _access_writer = json_access_line if access_json else compile_access_format(access_format)
+    if capture_output and errorlog not in ("-", ""):
+        stream = handlers[0].stream  # type: ignore[union-attr]
+        stream.flush()
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
 
 
 def reopen() -> None:
@@ -84,41 +104,120 @@ def access_enabled() -> bool:
     return not access_log.disabled and bool(access_log.handlers)
 
 
+# -- access log lines ----------------------------------------------------------------------
+
+_clf_second = 0
+_clf_text = ""
+
+
 def _clf_time(now: float) -> str:
-    return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(now))
+    global _clf_second, _clf_text
+    second = int(now)
+    if second != _clf_second:
+        _clf_second = second
+        _clf_text = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
+    return _clf_text
 
 
-def access_atoms(environ: Dict[str, Any], status: str, sent: int,
-                 duration: float) -> Dict[str, str]:
-    """The values of gunicorn's access-log atoms for one request."""
-    request_line = "%s %s %s" % (environ.get("REQUEST_METHOD", "-"), environ.get("RAW_URI", "-"),
-                                 environ.get("SERVER_PROTOCOL", "-"))
-    return {
-        "h": environ.get("REMOTE_ADDR") or "-",
-        "l": "-",
-        "u": environ.get("REMOTE_USER") or "-",
-        "t": _clf_time(time.time()),
-        "r": request_line,
-        "s": status.split(" ", 1)[0] if status else "-",
-        "m": environ.get("REQUEST_METHOD", "-"),
-        "U": environ.get("PATH_INFO", "-"),
-        "q": environ.get("QUERY_STRING", ""),
-        "H": environ.get("SERVER_PROTOCOL", "-"),
-        "b": str(sent) if sent else "-",
-        "B": str(sent),
-        "f": environ.get("HTTP_REFERER", "-"),
-        "a": environ.get("HTTP_USER_AGENT", "-"),
-        "T": str(int(duration)),
-        "M": str(int(duration * 1000)),
-        "D": str(int(duration * 1_000_000)),
-        "L": "%.6f" % duration,
-        "p": "<%d>" % os.getpid(),
-    }
+def _request_line(environ: Dict[str, Any]) -> str:
+    return "%s %s %s" % (environ.get("REQUEST_METHOD", "-"), environ.get("RAW_URI", "-"),
+                         environ.get("SERVER_PROTOCOL", "-"))
 
 
-def log_access(environ: Dict[str, Any], status: str, sent: int, duration: float) -> None:
-    """Write one access-log line; any failure is swallowed (reported once on the error log)."""
+def _header(headers: Sequence[Tuple[str, str]], name: str) -> str:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return "-"
+
+
+_ATOM_VALUES: Dict[str, Callable[..., str]] = {
+    "h": lambda env, status, sent, duration, headers: env.get("REMOTE_ADDR") or "-",
+    "l": lambda env, status, sent, duration, headers: "-",
+    "u": lambda env, status, sent, duration, headers: env.get("REMOTE_USER") or "-",
+    "t": lambda env, status, sent, duration, headers: _clf_time(time.time()),
+    "r": lambda env, status, sent, duration, headers: _request_line(env),
+    "m": lambda env, status, sent, duration, headers: env.get("REQUEST_METHOD", "-"),
+    "U": lambda env, status, sent, duration, headers: env.get("PATH_INFO", "-"),
+    "q": lambda env, status, sent, duration, headers: env.get("QUERY_STRING", ""),
+    "H": lambda env, status, sent, duration, headers: env.get("SERVER_PROTOCOL", "-"),
+    "s": lambda env, status, sent, duration, headers: status.split(" ", 1)[0] if status else "-",
+    "B": lambda env, status, sent, duration, headers: str(sent),
+    "b": lambda env, status, sent, duration, headers: str(sent) if sent else "-",
+    "f": lambda env, status, sent, duration, headers: env.get("HTTP_REFERER", "-"),
+    "a": lambda env, status, sent, duration, headers: env.get("HTTP_USER_AGENT", "-"),
+    "T": lambda env, status, sent, duration, headers: str(int(duration)),
+    "M": lambda env, status, sent, duration, headers: str(int(duration * 1000)),
+    "D": lambda env, status, sent, duration, headers: str(int(duration * 1_000_000)),
+    "L": lambda env, status, sent, duration, headers: "%.6f" % duration,
+    "p": lambda env, status, sent, duration, headers: "<%d>" % os.getpid(),
+}
+
+
+def _atom_value(key: str) -> Callable[..., str]:
+    simple = _ATOM_VALUES.get(key)
+    if simple is not None:
+        return simple
+    match = _HEADER_ATOM.fullmatch(key)
+    if match is None:
+        raise ValueError(f"unknown access log atom %({key})s: use "
+                         + ", ".join(ATOMS) + ", {Header}i, {Header}o or {KEY}e")
+    name, kind = match.group(1), match.group(2)
+    if kind == "i":
+        env_key = name.upper().replace("-", "_")
+        if env_key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            env_key = "HTTP_" + env_key
+        return lambda env, status, sent, duration, headers: env.get(env_key) or "-"
+    if kind == "o":
+        lower = name.lower()
+        return lambda env, status, sent, duration, headers: _header(headers, lower)
+    return lambda env, status, sent, duration, headers: str(env.get(name, "-"))
+
+
+def compile_access_format(fmt: str) -> Callable[..., str]:
+    """A function that renders one access-log line; ValueError for an unknown atom."""
+    keys = list(dict.fromkeys(_KEY.findall(fmt)))
+    getters = [(key, _atom_value(key)) for key in keys]
     try:
-        access_log.info(DEFAULT_ACCESS_FORMAT % access_atoms(environ, status, sent, duration))
+        fmt % dict.fromkeys(keys, "")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"the access log format is not a %-format with %(atom)s fields: "
+                         f"{exc}") from None
+
+    def render(environ: Dict[str, Any], status: str, sent: int, duration: float,
+               headers: Sequence[Tuple[str, str]]) -> str:
+        return fmt % {key: get(environ, status, sent, duration, headers) for key, get in getters}
+    return render
+
+
+def json_access_line(environ: Dict[str, Any], status: str, sent: int, duration: float,
+                     headers: Sequence[Tuple[str, str]]) -> str:
+    return json.dumps({
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "remote_addr": environ.get("REMOTE_ADDR") or None,
+        "method": environ.get("REQUEST_METHOD"),
+        "path": environ.get("PATH_INFO"),
+        "query": environ.get("QUERY_STRING") or "",
+        "protocol": environ.get("SERVER_PROTOCOL"),
+        "status": int(status[:3]) if status else None,
+        "bytes": sent,
+        "duration_ms": round(duration * 1000, 3),
+        "referer": environ.get("HTTP_REFERER"),
+        "user_agent": environ.get("HTTP_USER_AGENT"),
+        "pid": os.getpid(),
+    }, separators=(",", ":"))
+
+
+_access_writer: Callable[..., str] = compile_access_format(DEFAULT_ACCESS_FORMAT)
+
+
+def log_access(environ: Dict[str, Any], status: Optional[str], sent: int, duration: float,
+               headers: Sequence[Tuple[str, str]] = ()) -> None:
+    """Write one access-log line; a failure is logged at debug level, never raised."""
+    try:
+        access_log.info(_access_writer(environ, status or "", sent, duration, headers))
     except Exception:
         error_log.debug("access log failed", exc_info=True)
+
+
+__all__: List[str] = ["setup", "reopen", "emergency", "log_access", "error_log", "access_log"]

@@ -6,6 +6,8 @@ GEVENTSERVE_CMD_ARGS variable and docs/settings.md are all derived from this tab
 
 from __future__ import annotations
 
+import inspect
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -142,6 +144,76 @@ def app_spec(value: Any) -> Optional[str]:
     return value
 
 
+def env_list(value: Any) -> List[str]:
+    entries = string_list(value)
+    for entry in entries:
+        key, eq, _ = entry.partition("=")
+        if not eq or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"{entry!r} is not KEY=VALUE")
+    return entries
+
+
+def ip_list(value: Any) -> List[str]:
+    if isinstance(value, str):
+        entries = [part.strip() for part in value.split(",") if part.strip()]
+    else:
+        entries = [str(part).strip() for part in string_list(value)]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address, a CIDR range such as "
+                             "10.0.0.0/8, or *") from None
+    return entries
+
+
+def script_name(value: Any) -> str:
+    text = string(value).rstrip("/")
+    if text and not text.startswith("/"):
+        raise ValueError("expected a path that starts with /, such as /app")
+    return text
+
+
+CERT_REQS = {"none": 0, "optional": 1, "required": 2}
+
+
+def cert_reqs(value: Any) -> int:
+    if isinstance(value, str) and value.strip().lower() in CERT_REQS:
+        return CERT_REQS[value.strip().lower()]
+    if isinstance(value, str) and value.strip() in ("0", "1", "2"):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2):
+        return value
+    raise ValueError("expected none, optional or required (or gunicorn's 0, 1, 2)")
+
+
+def access_format(value: Any) -> str:
+    from .logs import compile_access_format
+
+    compile_access_format(string(value))
+    return value
+
+
+def hook(arity: int) -> Callable[[Any], Any]:
+    """A validator for a server hook taking ``arity`` positional arguments."""
+    def validate(value: Any) -> Any:
+        if value is None:
+            return None
+        if not callable(value):
+            raise ValueError("expected a function")
+        try:
+            inspect.signature(value).bind(*range(arity))
+        except TypeError:
+            raise ValueError(f"expected a function of {arity} argument(s)") from None
+        except ValueError:
+            pass  # no signature to inspect (a builtin): trust it
+        return value
+    validate.arity = arity  # type: ignore[attr-defined]
+    return validate
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its config-file name, its flags, how to validate it, its default and help."""
@@ -155,6 +227,8 @@ class Setting:
     metavar: str = ""
     action: str = "store"  # "store", "store_true" or "append" (for the command line)
     default_doc: str = ""  # how the docs show a default that is computed at run time
+    #: two different command-line values, for the docs and the table-driven settings test
+    examples: Tuple[str, ...] = ()
 
 
 SERVER = "Server socket"
@@ -162,17 +236,21 @@ WORKERS = "Worker processes"
 TIMEOUTS = "Timeouts"
 LIMITS = "Request limits"
 APP = "Application"
+PROXY = "Behind a proxy"
+TLS = "TLS"
 PROCESS = "Process"
 LOGGING = "Logging"
+HOOKS = "Server hooks"
 
 SETTINGS: List[Setting] = [
     # -- server socket
     Setting("bind", SERVER, ("-b", "--bind"), bind_list, ["127.0.0.1:8000"],
             "Address to listen on: HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N (an inherited "
             "listening socket). Repeat the flag to listen on several addresses.",
-            metavar="ADDRESS", action="append"),
+            metavar="ADDRESS", action="append", examples=("127.0.0.1:9001", "unix:/tmp/gs.sock")),
     Setting("backlog", SERVER, ("--backlog",), positive_int, 2048,
-            "Length of the kernel queue of connections not yet accepted.", metavar="INT"),
+            "Length of the kernel queue of connections not yet accepted.", metavar="INT",
+            examples=("64", "128")),
     Setting("reuse_port", SERVER, ("--reuse-port",), boolean, False,
             "Set SO_REUSEPORT on the listening sockets, so that another server (a new version "
             "started beside this one) can bind the same address.", action="store_true"),
@@ -180,21 +258,25 @@ SETTINGS: List[Setting] = [
     Setting("workers", WORKERS, ("-w", "--workers"), optional_positive_int, None,
             "Number of worker processes. The default is the number of CPU cores for gevent and "
             "2 x cores + 1 for sync; the WEB_CONCURRENCY environment variable overrides it.",
-            metavar="INT", default_doc="cores (gevent), 2 x cores + 1 (sync), or $WEB_CONCURRENCY"),
+            metavar="INT", default_doc="cores (gevent), 2 x cores + 1 (sync), or $WEB_CONCURRENCY",
+            examples=("3", "5")),
     Setting("worker_class", WORKERS, ("-k", "--worker-class"), worker_class, "gevent",
             "Worker type: gevent (thousands of concurrent connections per process, for I/O-bound "
             "apps), sync (one request at a time, for CPU-bound apps), or a dotted path to a worker "
-            "class. gunicorn's names for the same classes are accepted.", metavar="CLASS"),
+            "class. gunicorn's names for the same classes are accepted (egg:gunicorn#gevent, "
+            "gunicorn.workers.ggevent.GeventWorker, gevent_wsgi, ...).", metavar="CLASS",
+            examples=("sync", "gevent")),
     Setting("worker_connections", WORKERS, ("--worker-connections",), positive_int, 1000,
             "Most connections one gevent worker serves at once; past it the worker stops "
-            "accepting and new connections wait in the kernel backlog.", metavar="INT"),
+            "accepting and new connections wait in the kernel backlog.", metavar="INT",
+            examples=("50", "60")),
     Setting("max_requests", WORKERS, ("--max-requests",), non_negative_int, 0,
             "Replace a worker after it has answered this many requests (a new worker is ready "
             "before the old one stops accepting); 0 never replaces them. Bounds slow leaks.",
-            metavar="INT"),
+            metavar="INT", examples=("1000", "2000")),
     Setting("max_requests_jitter", WORKERS, ("--max-requests-jitter",), non_negative_int, 0,
             "Add a random 0..N to --max-requests per worker, so that workers are not all "
-            "replaced at once.", metavar="INT"),
+            "replaced at once.", metavar="INT", examples=("10", "20")),
     Setting("preload_app", WORKERS, ("--preload",), boolean, False,
             "Import the application in the supervisor before forking the workers: faster worker "
             "start and less memory (shared copy-on-write). With the gevent worker the "
@@ -204,60 +286,145 @@ SETTINGS: List[Setting] = [
     Setting("timeout", TIMEOUTS, ("-t", "--timeout"), non_negative_float, 30.0,
             "A worker whose event loop is blocked (or, for sync, whose request runs) this many "
             "seconds is aborted and replaced; its watchdog first logs the request it was serving "
-            "and the Python stack where it is stuck. 0 disables the check.", metavar="SECONDS"),
+            "and the Python stack where it is stuck. 0 disables the check.", metavar="SECONDS",
+            examples=("20", "40")),
     Setting("graceful_timeout", TIMEOUTS, ("--graceful-timeout",), non_negative_float, 30.0,
             "On TERM (or a reload), how long workers may take to finish the requests under way "
-            "before they are killed.", metavar="SECONDS"),
+            "before they are killed.", metavar="SECONDS", examples=("10", "15")),
     Setting("keepalive", TIMEOUTS, ("--keep-alive",), non_negative_float, 5.0,
             "Seconds an idle keep-alive connection is kept open; 0 closes every connection after "
-            "its response.", metavar="SECONDS"),
+            "its response.", metavar="SECONDS", examples=("2", "75")),
     Setting("header_timeout", TIMEOUTS, ("--header-timeout",), positive_float, 10.0,
             "Seconds the whole request head (request line and header fields) may take to arrive "
             "once a request starts; a slower client gets 408 and the connection is closed.",
-            metavar="SECONDS"),
+            metavar="SECONDS", examples=("5", "20")),
     Setting("body_timeout", TIMEOUTS, ("--body-timeout",), positive_float, 30.0,
             "Seconds a request body may stall (or a client may stop reading the response) before "
-            "the request ends with 408 or the connection is closed.", metavar="SECONDS"),
+            "the request ends with 408 or the connection is closed.", metavar="SECONDS",
+            examples=("60", "90")),
     # -- request limits
     Setting("limit_request_line", LIMITS, ("--limit-request-line",),
             lambda v: _int(v, 0, 8190), 4094,
             "Longest request line in bytes (method, target and version), 0 to 8190; longer gets "
-            "414. 0 means the 8190 maximum.", metavar="INT"),
+            "414. 0 means the 8190 maximum.", metavar="INT", examples=("2048", "8190")),
     Setting("limit_request_fields", LIMITS, ("--limit-request-fields",),
             lambda v: _int(v, 0, 32768), 100,
             "Most header fields in a request, 0 to 32768; more gets 431. 0 means 32768.",
-            metavar="INT"),
+            metavar="INT", examples=("50", "200")),
     Setting("limit_request_field_size", LIMITS, ("--limit-request-field-size",),
             lambda v: _int(v, 0, 65536), 8190,
             "Largest header field in bytes (name, colon and value), 0 to 65536; larger gets 431. "
-            "0 means 65536.", metavar="INT"),
+            "0 means 65536.", metavar="INT", examples=("4096", "16384")),
     # -- application
     Setting("wsgi_app", APP, (), app_spec, None,
             "The application, as MODULE:ATTRIBUTE, MODULE:FACTORY(ARGS) or MODULE (which looks "
             "for 'application', then 'app'). Given as the positional argument on the command "
-            "line.", metavar="APP"),
+            "line.", metavar="APP", examples=("pkg.wsgi:app", "factory:create()")),
     Setting("chdir", APP, ("--chdir",), string, "",
             "Change to this directory before loading the application.", metavar="DIR",
-            default_doc="the current directory"),
+            default_doc="the current directory", examples=("/srv/app", "/srv/other")),
     Setting("pythonpath", APP, ("--pythonpath",), string, "",
-            "Comma-separated directories to add to the Python path before loading the application.",
-            metavar="DIRS"),
+            "Comma-separated directories to add to the Python path before loading the "
+            "application.", metavar="DIRS", examples=("/srv/lib", "/srv/lib,/opt/lib")),
+    Setting("raw_env", APP, ("-e", "--env"), env_list, [],
+            "Set an environment variable for the application (KEY=VALUE); repeat the flag for "
+            "several.", metavar="KEY=VALUE", action="append",
+            examples=("FOO=1", "BAR=two words")),
+    Setting("root_path", APP, ("--root-path",), script_name, "",
+            "SCRIPT_NAME for an app mounted under a URL prefix (for example /app); requests whose "
+            "path starts with it get the rest as PATH_INFO. The SCRIPT_NAME environment variable "
+            "sets it too.", metavar="PATH", default_doc="$SCRIPT_NAME or empty",
+            examples=("/app", "/api/v1")),
+    Setting("reload", APP, ("--reload",), boolean, False,
+            "Development: restart the workers when a source file of the app changes. Not with "
+            "--preload.", action="store_true"),
+    Setting("reload_extra_files", APP, ("--reload-extra-file",), string_list, [],
+            "A further file (a template, a config) whose change triggers --reload; repeat for "
+            "several.", metavar="FILE", action="append",
+            examples=("templates/base.html", "settings.toml")),
+    # -- proxy
+    Setting("forwarded_allow_ips", PROXY, ("--forwarded-allow-ips",), ip_list,
+            ["127.0.0.1", "::1"],
+            "Peers trusted to set X-Forwarded-For (which then sets REMOTE_ADDR) and "
+            "X-Forwarded-Proto / X-Forwarded-Ssl (which set wsgi.url_scheme): comma-separated "
+            "addresses and CIDR ranges, or * for any. Connections over a unix socket are "
+            "trusted. From other peers these headers change nothing.", metavar="IPS",
+            examples=("10.0.0.0/8", "*")),
+    # -- TLS
+    Setting("certfile", TLS, ("--certfile",), optional_string, None,
+            "Serve HTTPS with this certificate (PEM); needs --keyfile unless the file holds "
+            "both.", metavar="FILE", examples=("/etc/ssl/a.pem", "/etc/ssl/b.pem")),
+    Setting("keyfile", TLS, ("--keyfile",), optional_string, None,
+            "The private key of --certfile (PEM).", metavar="FILE",
+            examples=("/etc/ssl/a.key", "/etc/ssl/b.key")),
+    Setting("ca_certs", TLS, ("--ca-certs",), optional_string, None,
+            "CA certificates (PEM) to verify client certificates with --cert-reqs.",
+            metavar="FILE", examples=("/etc/ssl/ca.pem", "/etc/ssl/ca2.pem")),
+    Setting("cert_reqs", TLS, ("--cert-reqs",), cert_reqs, 0,
+            "Client certificates: none, optional or required (gunicorn's 0, 1, 2 work too).",
+            metavar="WHEN", examples=("optional", "required")),
     # -- process
     Setting("pidfile", PROCESS, ("-p", "--pid"), optional_string, None,
-            "Write the supervisor's PID to this file (removed on exit).", metavar="FILE"),
+            "Write the supervisor's PID to this file (removed on exit).", metavar="FILE",
+            examples=("/tmp/gs.pid", "/run/gs.pid")),
     Setting("proc_name", PROCESS, ("-n", "--name"), optional_string, None,
             "Name shown in process titles (geventserve: master [NAME]) when setproctitle is "
-            "installed.", metavar="NAME", default_doc="the application spec"),
+            "installed.", metavar="NAME", default_doc="the application spec",
+            examples=("shop", "api")),
     # -- logging
     Setting("loglevel", LOGGING, ("--log-level",), log_level, "info",
             "Error log level: debug, info, warning, error or critical. debug also shows the "
-            "traceback of start-up errors.", metavar="LEVEL"),
+            "traceback of start-up errors and a line for each refused request.",
+            metavar="LEVEL", examples=("debug", "warning")),
+    Setting("errorlog", LOGGING, ("--error-logfile", "--log-file"), string, "-",
+            "Where to write the error log: a file, or - for standard error.", metavar="FILE",
+            examples=("/tmp/gs-error.log", "/tmp/gs-error2.log")),
     Setting("accesslog", LOGGING, ("--access-logfile",), optional_string, None,
             "Where to write the access log: a file, or - for standard output. Off by default.",
-            metavar="FILE"),
-    Setting("errorlog", LOGGING, ("--error-logfile", "--log-file"), string, "-",
-            "Where to write the error log: a file, or - for standard error.", metavar="FILE"),
+            metavar="FILE", examples=("-", "/tmp/gs-access.log")),
+    Setting("access_log_format", LOGGING, ("--access-logformat",), access_format,
+            '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+            "Access log line, with gunicorn's atoms: h remote address, l '-', u user, t time, "
+            "r request line, m method, U path, q query, H protocol, s status, B bytes, b bytes "
+            "or '-', f referer, a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, "
+            "{Header}i request header, {Header}o response header, {KEY}e environ value.",
+            metavar="FORMAT", examples=("%(h)s %(s)s", "%(m)s %(U)s %(M)s")),
+    Setting("access_log_json", LOGGING, ("--access-log-json",), boolean, False,
+            "Write the access log as one JSON object per line instead of --access-logformat.",
+            action="store_true"),
+    Setting("capture_output", LOGGING, ("--capture-output",), boolean, False,
+            "Send the app's stdout and stderr (print, tracebacks of threads) to the error log "
+            "file.", action="store_true"),
 ]
+
+# -- server hooks: functions in the config file, called at gunicorn's points with gunicorn's
+#    arguments. `server` is the Supervisor, `worker` a Worker, `req` a HookRequest,
+#    `resp` a HookResponse (see docs/settings.md for their attributes).
+HOOKS_HELP = [
+    ("on_starting", 1, "on_starting(server): before the listeners are opened."),
+    ("on_reload", 1, "on_reload(server): on HUP, before the new workers start."),
+    ("when_ready", 1, "when_ready(server): the listeners are open, the first workers about to "
+                      "start."),
+    ("pre_fork", 2, "pre_fork(server, worker): in the supervisor, just before a worker is "
+                    "forked."),
+    ("post_fork", 2, "post_fork(server, worker): in the worker, just after the fork (before "
+                     "the gevent patching and the app import)."),
+    ("post_worker_init", 1, "post_worker_init(worker): in the worker, once the app is loaded."),
+    ("worker_int", 1, "worker_int(worker): in the worker, on INT or QUIT (fast stop)."),
+    ("worker_abort", 1, "worker_abort(worker): in the worker, when its watchdog ends it after "
+                        "--timeout."),
+    ("pre_request", 2, "pre_request(worker, req): in the worker, before the app is called."),
+    ("post_request", 4, "post_request(worker, req, environ, resp): in the worker, after the "
+                        "response is sent."),
+    ("child_exit", 2, "child_exit(server, worker): in the supervisor, after a worker exited."),
+    ("worker_exit", 2, "worker_exit(server, worker): in the worker, just before it exits."),
+    ("nworkers_changed", 3, "nworkers_changed(server, new_value, old_value): the wanted number "
+                            "of workers changed (TTIN, TTOU, a reload; old_value is None at "
+                            "start)."),
+    ("on_exit", 1, "on_exit(server): just before the supervisor exits."),
+]
+SETTINGS += [Setting(name, HOOKS, (), hook(arity), None, text) for name, arity, text in HOOKS_HELP]
+HOOK_NAMES = [name for name, _, _ in HOOKS_HELP]
 
 BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 SECTIONS: List[str] = list(dict.fromkeys(s.section for s in SETTINGS))
@@ -306,6 +473,22 @@ class Config:
             raise SettingError(f"invalid value {value!r} for {where} ({source}): {exc}") from None
         self.sources[name] = source
 
+    def check(self) -> None:
+        """Rules that involve several settings; SettingError with one line."""
+        from .tls import check_files
+
+        if self.values["reload"] and self.values["preload_app"]:
+            raise SettingError("--reload cannot be used with --preload: preloaded code is "
+                               "imported once, by the supervisor; drop one of the two")
+        problems = check_files(self.values["certfile"], self.values["keyfile"],
+                               self.values["ca_certs"])
+        if problems:
+            raise SettingError(problems[0])
+        try:
+            self.script_name  # noqa: B018 - validates $SCRIPT_NAME
+        except ValueError as exc:
+            raise SettingError(f"invalid SCRIPT_NAME in the environment: {exc}") from None
+
     def items(self) -> Iterator[Tuple[str, Any]]:
         for setting in SETTINGS:
             yield setting.name, self.values[setting.name]
@@ -324,6 +507,12 @@ class Config:
                                    "positive integer") from None
         cores = cpu_count()
         return cores if self.values["worker_class"] != "sync" else 2 * cores + 1
+
+    @property
+    def script_name(self) -> str:
+        if self.sources.get("root_path") != "default":
+            return self.values["root_path"]
+        return script_name(os.environ.get("SCRIPT_NAME", ""))
 
     @property
     def request_line_limit(self) -> int:

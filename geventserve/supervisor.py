@@ -20,11 +20,21 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import logs, process, sockets
+from . import hooks, logs, process, sockets
 from .loading import AppLoadError, load_app, prepare_path
 from .settings import Config, SettingError
 from .workers import load_worker_class
-from .workers.base import APP_LOAD_ERROR, BOOTING, FAILED, READY, RETIRING, WORKER_BOOT_ERROR, Slot
+from .workers.base import (
+    APP_LOAD_ERROR,
+    BOOTING,
+    FAILED,
+    READY,
+    RELOAD,
+    RETIRING,
+    WORKER_BOOT_ERROR,
+    Slot,
+    Worker,
+)
 from .workers.watchdog import WORKER_TIMEOUT
 
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
@@ -49,7 +59,21 @@ class WorkerProcess:
     slot: Slot
     generation: int
     started: float
+    worker: Worker  # the object the worker runs (and the hooks receive)
     stopping_since: float = 0.0  # when it was told to stop (0: it was not)
+
+
+def configure_logs(config: Config) -> None:
+    """Point the logs where the settings say (OSError with one line if a file cannot open)."""
+    logs.setup(config.loglevel, config.errorlog, config.accesslog, config.access_log_format,
+               config.access_log_json, config.capture_output)
+
+
+def apply_environment(config: Config) -> None:
+    """-e/--env: variables for the app (set here, so that the workers inherit them)."""
+    for entry in config.raw_env:
+        key, _, value = entry.partition("=")
+        os.environ[key] = value
 
 
 def describe_exit(status: int) -> str:
@@ -92,6 +116,26 @@ class Supervisor:
         self._spawn_not_before = 0.0
         self._wake_r = self._wake_w = -1
         self._select = process.original("select", "select")
+        self._spawned = 0
+
+    # names that gunicorn hooks use
+    @property
+    def cfg(self) -> Config:
+        return self.config
+
+    @property
+    def log(self) -> Any:
+        return logs.error_log
+
+    @property
+    def num_workers(self) -> int:
+        return self.target
+
+    def _set_target(self, count: int) -> None:
+        old = self.target
+        self.target = count
+        if count != old:
+            hooks.call(self.config, "nworkers_changed", self, count, old or None)
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -106,6 +150,7 @@ class Supervisor:
             self._loop()
         finally:
             self._cleanup()
+            hooks.call(self.config, "on_exit", self)
         return self.exit_code
 
     def _start(self) -> None:
@@ -115,9 +160,11 @@ class Supervisor:
         except ImportError as exc:
             raise StartupError(str(exc), WORKER_BOOT_ERROR) from None
         try:
-            self.target = config.worker_count
+            target = config.worker_count
         except SettingError as exc:
             raise StartupError(str(exc), CONFIG_ERROR) from None
+        apply_environment(config)
+        hooks.call(config, "on_starting", self)
         self._open_listeners()
         if config.pidfile:
             self.pidfile = process.PidFile(config.pidfile)
@@ -134,6 +181,8 @@ class Supervisor:
         for listener in self.listeners:
             logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)
         logs.error_log.info("Using worker: %s", config.worker_class)
+        hooks.call(config, "when_ready", self)
+        self._set_target(target)
 
     def _open_listeners(self) -> None:
         config = self.config
@@ -214,10 +263,10 @@ class Supervisor:
             elif sig == signal.SIGHUP:
                 self._reload()
             elif sig == signal.SIGTTIN:
-                self.target += 1
+                self._set_target(self.target + 1)
                 logs.error_log.info("Handling signal: TTIN: %d workers", self.target)
             elif sig == signal.SIGTTOU:
-                self.target = max(1, self.target - 1)
+                self._set_target(max(1, self.target - 1))
                 logs.error_log.info("Handling signal: TTOU: %d workers", self.target)
             elif sig == signal.SIGUSR1:
                 logs.error_log.info("Handling signal: USR1: reopening the log files")
@@ -230,13 +279,19 @@ class Supervisor:
 
     def _spawn(self) -> WorkerProcess:
         slot = Slot()
+        self._spawned += 1
+        worker = self.worker_class(self.config, self.listeners, slot, self._wake_w, app=self.app,
+                                   age=self._spawned)
+        hooks.call(self.config, "pre_fork", self, worker)
         pid = os.fork()
         if pid:
-            worker = self.workers[pid] = WorkerProcess(pid, slot, self.generation,
-                                                       time.monotonic())
+            worker.pid = pid
+            record = self.workers[pid] = WorkerProcess(pid, slot, self.generation,
+                                                       time.monotonic(), worker)
             logs.error_log.info("Booting worker with pid: %d", pid)
-            return worker
+            return record
         # -- in the child ------------------------------------------------------------------
+        code = WORKER_BOOT_ERROR
         try:
             signal.set_wakeup_fd(-1)
             for sig in SIGNALS:
@@ -244,15 +299,22 @@ class Supervisor:
             os.close(self._wake_r)
             for other in self.workers.values():
                 other.slot.close()
-            worker = self.worker_class(self.config, self.listeners, slot, self._wake_w,
-                                       app=self.app)
-            worker.run()
+            worker.pid = os.getpid()
+            hooks.call(self.config, "post_fork", self, worker)
+            code = worker.run()
+            hooks.call(self.config, "worker_exit", self, worker)
         finally:
-            os._exit(WORKER_BOOT_ERROR)
+            os._exit(code)
 
     def _manage_workers(self) -> None:
         now = time.monotonic()
         running = [w for w in self.workers.values() if not w.stopping_since]
+        reload_asked = [w for w in running
+                        if w.generation == self.generation and w.slot.state == RELOAD]
+        if reload_asked:
+            logs.error_log.info("Reloading: %s", reload_asked[0].slot.message)
+            self._reload(signalled=False)
+            running = [w for w in self.workers.values() if not w.stopping_since]
         current = [w for w in running
                    if w.generation == self.generation and w.slot.state != RETIRING]
         while len(current) < self.target and now >= self._spawn_not_before:
@@ -307,6 +369,7 @@ class Supervisor:
             if worker is not None:
                 self._worker_exited(worker, status)
                 worker.slot.close()
+                hooks.call(self.config, "child_exit", self, worker.worker)
         if not any(w.generation != self.generation for w in self.workers.values()):
             for listener in self._retired_listeners:
                 self._close_listener(listener)
@@ -377,8 +440,10 @@ class Supervisor:
 
     # -- reload, re-exec, stop --------------------------------------------------------------
 
-    def _reload(self) -> None:
-        logs.error_log.info("Handling signal: HUP (reload)")
+    def _reload(self, signalled: bool = True) -> None:
+        if signalled:
+            logs.error_log.info("Handling signal: HUP (reload)")
+        hooks.call(self.config, "on_reload", self)
         config = self.config
         if self.argv is not None:
             from .cli import UsageError, make_config
@@ -391,10 +456,11 @@ class Supervisor:
                                      "settings", exc)
                 return
             try:
-                logs.setup(config.loglevel, config.errorlog, config.accesslog)
+                configure_logs(config)
             except OSError as exc:
                 logs.error_log.error("Reload failed: %s", exc)
                 return
+            apply_environment(config)
         listeners = self.listeners
         if (config.bind, config.backlog, config.reuse_port) != (
                 self.config.bind, self.config.backlog, self.config.reuse_port):
@@ -415,9 +481,9 @@ class Supervisor:
                                         self.pid)
         self._previous = (self.config, self.target, self.generation, self.listeners)
         self.config = config
-        self.target = config.worker_count
         self.listeners = listeners
         self.generation += 1
+        self._set_target(config.worker_count)
 
     def _reexec(self) -> None:
         if self.reexec_pid:

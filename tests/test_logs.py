@@ -72,3 +72,55 @@ def test_unwritable_log_file_is_one_line():
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0
     assert "cannot open log file" in proc.stderr
+
+
+def test_access_log_format_atoms():
+    fmt = ('%(h)s|%(l)s|%(u)s|%(r)s|%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(b)s|%(f)s|%(a)s|'
+           '%(T)s|%(M)s|%(D)s|%(L)s|%(p)s|%({x-custom}i)s|%({content-type}o)s|%({REMOTE_PORT}e)s')
+    with Server(["-w", "1", "--access-logfile", "-", "--access-logformat", fmt]) as srv:
+        request(srv.port, "GET", "/environ?q=1", headers=[("X-Custom", "abc"), ("Referer", "r"),
+                                                         ("User-Agent", "ua")])
+        request(srv.port, "GET", "/")
+    line = [x for x in srv.out_lines if "/environ?q=1" in x][0]
+    fields = line.split("|")
+    assert fields[:9] == ["127.0.0.1", "-", "-", "GET /environ?q=1 HTTP/1.1", "GET", "/environ",
+                          "q=1", "HTTP/1.1", "200"]
+    assert int(fields[9]) > 0 and fields[9] == fields[10]
+    assert fields[11:13] == ["r", "ua"]
+    assert fields[13] == "0" and int(fields[14]) < 1000 and int(fields[15]) > 0
+    assert float(fields[16]) < 1
+    assert fields[17].startswith("<") and fields[17][1:-1].isdigit()
+    assert fields[18:20] == ["abc", "text/plain"]
+    assert fields[20].isdigit()
+
+
+def test_access_log_json():
+    import json
+
+    with Server(["-w", "1", "--access-logfile", "-", "--access-log-json"]) as srv:
+        request(srv.port, "POST", "/echo?x=2", body=b"12345", headers=[("User-Agent", "ua")])
+        request(srv.port, "GET", "/")
+    records = [json.loads(line) for line in srv.out_lines if line.startswith("{")]
+    post = [r for r in records if r["method"] == "POST"][0]
+    assert post["path"] == "/echo" and post["query"] == "x=2" and post["status"] == 200
+    assert post["bytes"] == 5 and post["user_agent"] == "ua" and post["remote_addr"] == "127.0.0.1"
+    assert post["duration_ms"] >= 0 and isinstance(post["pid"], int)
+
+
+def test_capture_output_sends_prints_to_the_error_log(tmp_path):
+    path = tmp_path / "error.log"
+    with Server(["-w", "1", "--error-logfile", str(path), "--capture-output"],
+                app="print_app:app", wait=False) as srv:
+        import time
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if path.exists() and "Ready:" in path.read_text():
+                break
+            time.sleep(0.05)
+        port = int(re.search(r"Listening at: http://127.0.0.1:(\d+)", path.read_text()).group(1))
+        request(port, "GET", "/")
+        deadline = time.monotonic() + 5
+        while "printed by the app" not in path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "printed by the app" in path.read_text()
+    assert "printed by the app" not in srv.stdout

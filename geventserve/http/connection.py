@@ -41,8 +41,9 @@ class ClientGone(Exception):
 class Connection:
     """Serves the requests of one client connection, in order (pipelined ones included)."""
 
-    __slots__ = ("service", "sock", "parser", "environ", "idle", "broken", "response_started",
-                 "request", "request_started", "deadline", "task", "_timeout", "_head_deadline")
+    __slots__ = ("service", "sock", "parser", "environ", "trusted_proxy", "idle", "broken",
+                 "response_started", "request", "request_started", "deadline", "task", "_timeout",
+                 "_head_deadline")
 
     def __init__(self, service: Service, sock: socket.socket, environ: Dict[str, Any]) -> None:
         self.service = service
@@ -50,6 +51,8 @@ class Connection:
         self.parser = RequestParser(*service.parser_limits)
         #: environ keys common to every request of this connection (REMOTE_ADDR...)
         self.environ = environ
+        #: the peer may set X-Forwarded-For / -Proto (--forwarded-allow-ips)
+        self.trusted_proxy = False
         #: waiting for the next request with nothing received (a graceful stop closes these)
         self.idle = False
         #: a framing error was seen: the connection must not be reused
@@ -68,9 +71,10 @@ class Connection:
 
     # -- the request loop -------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, tls_context: Any = None) -> None:
         try:
-            self._serve()
+            if tls_context is None or self._start_tls(tls_context):
+                self._serve()
         except ClientGone as exc:
             logs.error_log.debug("client went away: %s", exc)
         except (ConnectionError, _socket_timeout) as exc:
@@ -113,6 +117,35 @@ class Connection:
                 self._head_deadline = monotonic() + service.header_timeout
             else:
                 self._head_deadline = None
+
+    def _start_tls(self, context: Any) -> bool:
+        """The TLS handshake, under the head deadline so that a silent client cannot hold on."""
+        from ..tls import PLAIN_HTTP_ON_TLS_PORT, TLS_RECORD_HANDSHAKE
+
+        self._arm(self.service.header_timeout)
+        try:
+            first = self.sock.recv(1, socket.MSG_PEEK)
+            if not first:
+                return False
+            if first[0] != TLS_RECORD_HANDSHAKE:
+                if first.isalpha():  # a plain HTTP request line
+                    self.send(PLAIN_HTTP_ON_TLS_PORT)
+                    self.broken = True
+                return False
+            self._arm(self.service.header_timeout)
+            self.sock = context.wrap_socket(self.sock, server_side=True,
+                                            do_handshake_on_connect=False)
+            self._arm(self.service.header_timeout)
+            self.sock.do_handshake()
+        except _socket_timeout:
+            logs.error_log.debug("TLS handshake timed out")
+            return False
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            logs.error_log.debug("TLS handshake failed: %s", exc)
+            return False
+        finally:
+            self.deadline = 0.0
+        return True
 
     def _receive_head(self) -> bool:
         """Receive more of the next request head; False when the connection should end."""

@@ -12,11 +12,12 @@ import socket
 from time import monotonic
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from .. import SERVER_SOFTWARE, logs
+from .. import SERVER_SOFTWARE, logs, tls
 from ..settings import Config
 from . import wsgi
 from .connection import Connection
 from .errors import HTTPError
+from .proxy import TrustedProxies
 
 RECV_BUFFER_SIZE = 64 * 1024
 _SERVE_CODE = Connection._serve.__code__
@@ -52,8 +53,17 @@ class Service:
         # received, before any other connection can run, so connections never share it at once.
         self.buffer = bytearray(RECV_BUFFER_SIZE)
         self.view = memoryview(self.buffer)
-        self.use_sendfile = True
+        self.tls_context = None
+        if config.certfile:
+            self.tls_context = tls.server_context(config.certfile, config.keyfile,
+                                                  config.ca_certs, config.cert_reqs)
+        self.use_sendfile = self.tls_context is None  # sendfile(2) cannot encrypt
+        self.proxies = TrustedProxies(config.forwarded_allow_ips)
         self.handle_request = wsgi.handle
+        #: gunicorn-style hooks, set by the worker: pre_request(req),
+        #: post_request(req, environ, resp)
+        self.pre_request: Optional[Callable[..., None]] = None
+        self.post_request: Optional[Callable[..., None]] = None
         self.access: Optional[Callable[..., None]] = (
             logs.log_access if logs.access_enabled() else None)
         #: set once the worker stops taking requests; read by every connection between requests
@@ -71,9 +81,9 @@ class Service:
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": wsgi.FileWrapper,
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": "https" if self.tls_context is not None else "http",
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
-            "SCRIPT_NAME": "",
+            "SCRIPT_NAME": config.script_name,
         }
         self._listener_environs: Dict[socket.socket, Dict[str, Any]] = {}
 
@@ -98,6 +108,7 @@ class Service:
             else:
                 environ["REMOTE_ADDR"] = ""
             conn = Connection(self, sock, environ)
+            conn.trusted_proxy = self.proxies.trusts(environ["REMOTE_ADDR"])
         except Exception:
             logs.error_log.exception("cannot serve a connection from %s", peer)
             sock.close()
@@ -106,7 +117,7 @@ class Service:
             conn.task = self.current_task()
         self.connections.add(conn)
         try:
-            conn.run()
+            conn.run(self.tls_context)
         finally:
             self.connections.discard(conn)
 
@@ -149,4 +160,4 @@ class Service:
         environ.setdefault("RAW_URI", "-")
         environ.setdefault("SERVER_PROTOCOL", "-")
         if self.access is not None:
-            self.access(environ, f"{error.status} {error.reason}", 0, 0.0)
+            self.access(environ, f"{error.status} {error.reason}", 0, 0.0, ())

@@ -20,6 +20,7 @@ from .. import logs
 from .body import EMPTY_INPUT, Input
 from .connection import ClientGone
 from .errors import HTTPError
+from .hooks import HookRequest, HookResponse
 from .parser import Request
 from .response import (
     CONNECTION,
@@ -135,6 +136,8 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + text
             continue
         environ[key] = text
+    if conn.trusted_proxy:
+        conn.service.proxies.apply(environ)
     host = environ.get("HTTP_HOST")
     if host:
         if host[-1:] != "]" and ":" in host:
@@ -155,9 +158,9 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
 class Exchange:
     """The response to one request: start_response, write, and the framing decisions."""
 
-    __slots__ = ("conn", "request", "environ", "status", "code", "headers", "content_length",
-                 "app_close", "has_date", "has_server", "head_sent", "chunked", "close",
-                 "body_allowed", "sent", "to_send")
+    __slots__ = ("conn", "request", "environ", "status", "code", "headers", "app_headers",
+                 "content_length", "app_close", "has_date", "has_server", "head_sent", "chunked",
+                 "close", "body_allowed", "sent", "to_send")
 
     def __init__(self, conn: Connection, request: Request) -> None:
         self.conn = conn
@@ -165,6 +168,7 @@ class Exchange:
         self.status: Optional[str] = None
         self.code = 0
         self.headers = b""
+        self.app_headers: Any = ()
         self.content_length: Optional[int] = None
         self.app_close = False
         self.has_date = self.has_server = False
@@ -224,6 +228,7 @@ class Exchange:
         self.status = status
         self.code = code
         self.headers = b"".join(parts)
+        self.app_headers = headers
         self.content_length = content_length
         self.app_close = app_close
         self.has_date = has_date
@@ -364,6 +369,11 @@ def handle(conn: Connection, request: Request) -> bool:
     started = monotonic()
     environ = build_environ(conn, request)
     exchange = Exchange(conn, request)
+    hook_request = None
+    if service.pre_request is not None or service.post_request is not None:
+        hook_request = HookRequest(request, environ)
+        if service.pre_request is not None:
+            service.pre_request(hook_request)
     result: Any = None
     try:
         result = service.app(environ, exchange.start_response)
@@ -422,7 +432,12 @@ def handle(conn: Connection, request: Request) -> bool:
                                          request.method, exchange.environ_path())
     service.request_done()
     if service.access is not None:
-        service.access(environ, exchange.status, exchange.sent, monotonic() - started)
+        service.access(environ, exchange.status, exchange.sent, monotonic() - started,
+                       exchange.app_headers)
+    if service.post_request is not None:
+        service.post_request(hook_request, environ,
+                             HookResponse(exchange.status or "", list(exchange.app_headers),
+                                          exchange.sent))
     return not exchange.close
 
 

@@ -18,7 +18,7 @@ import traceback
 from time import monotonic
 from typing import Any, Callable, List, Optional
 
-from .. import logs, process
+from .. import hooks, logs, process
 from ..loading import AppLoadError, load_app, prepare_path
 from ..settings import Config
 from .watchdog import Watchdog
@@ -28,7 +28,7 @@ WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
 
 # Worker states in the slot.
-BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
+BOOTING, READY, RETIRING, FAILED, RELOAD = 0, 1, 2, 3, 4
 
 _SLOT_SIZE = 4096
 _HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
@@ -56,9 +56,13 @@ class Slot:
         return self._mem[8]
 
     def fail(self, message: str) -> None:
+        self.request(message, FAILED)
+
+    def request(self, message: str, state: int) -> None:
+        """Set a state that comes with a one-line message for the supervisor."""
         data = message.encode("utf-8", "replace")[:_SLOT_SIZE - _MESSAGE_AT - 1]
         self._mem[_MESSAGE_AT:_MESSAGE_AT + len(data) + 1] = data + b"\0"
-        self.beat(FAILED)
+        self.beat(state)
 
     @property
     def message(self) -> str:
@@ -78,21 +82,33 @@ class Worker:
     keepalive = True
 
     def __init__(self, config: Config, listeners: List[Any], slot: Slot, notify_fd: int,
-                 app: Optional[Callable[..., Any]] = None) -> None:
+                 app: Optional[Callable[..., Any]] = None, age: int = 0) -> None:
         self.config = config
         self.listeners = listeners
         self.slot = slot
         self.notify_fd = notify_fd
         self.app = app
+        #: how many workers the supervisor had started before this one (gunicorn's age)
+        self.age = age
         self.alive = True
-        self.ppid = os.getppid()
-        self.pid = os.getpid()
+        self.pid: Optional[int] = None  # known once forked
+        self.ppid = os.getpid()  # created in the supervisor
         self.service: Any = None
+
+    # names that gunicorn hooks use
+    @property
+    def cfg(self) -> Config:
+        return self.config
+
+    @property
+    def log(self) -> Any:
+        return logs.error_log
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Entry point in the child process; never returns."""
+    def run(self) -> int:
+        """Entry point in the child process; returns the exit code."""
+        self.pid = os.getpid()
         code = 0
         try:
             code = self._run()
@@ -107,7 +123,7 @@ class Worker:
                 sys.stderr.flush()
             except Exception:
                 pass
-        os._exit(code)
+        return code
 
     def _run(self) -> int:
         for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH):
@@ -127,15 +143,31 @@ class Worker:
                 logs.error_log.debug("application load failed", exc_info=True)
                 return APP_LOAD_ERROR
         self.check_environment()
-        self.service = self.make_service(self.task_getter())
         config = self.config
+        try:
+            self.service = self.make_service(self.task_getter())
+        except ValueError as exc:  # TLS files that do not load
+            self.slot.fail(str(exc))
+            return WORKER_BOOT_ERROR
         if config.max_requests:
             self.service.request_limit = (config.max_requests
                                           + random.randint(0, config.max_requests_jitter))
             self.service.on_request_limit = self.retire
+        if hooks.defined(config, "pre_request"):
+            self.service.pre_request = lambda req: hooks.call(config, "pre_request", self, req)
+        if hooks.defined(config, "post_request"):
+            self.service.post_request = lambda req, environ, resp: hooks.call(
+                config, "post_request", self, req, environ, resp)
+        if config.reload:
+            from .reloader import Reloader
+
+            Reloader(config.reload_extra_files, self.request_reload).start()
+        self.install_signals()
+        hooks.call(config, "post_worker_init", self)
         self.slot.beat(READY)
         self.notify()
-        Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked).start()
+        Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
+                 before_exit=lambda: hooks.call(config, "worker_abort", self)).start()
         self.serve()
         return 0
 
@@ -150,6 +182,17 @@ class Worker:
             os.write(self.notify_fd, b"\0")
         except OSError:
             pass
+
+    def request_reload(self, changed: str) -> None:
+        """--reload: a source file changed; the supervisor reloads all workers."""
+        if self.slot.state == READY:
+            self.slot.request(f"{changed} changed", RELOAD)
+            self.notify()
+
+    def fast_stop(self, *args: Any) -> None:
+        """INT or QUIT: stop at once."""
+        hooks.call(self.config, "worker_int", self)
+        os._exit(0)
 
     def retire(self) -> None:
         """Ask to be replaced (--max-requests): keep serving until the replacement is ready."""
@@ -175,6 +218,10 @@ class Worker:
 
     def check_environment(self) -> None:
         """Warn about anything in the loaded process that will hurt serving."""
+
+    def install_signals(self) -> None:
+        """TERM (graceful stop), INT and QUIT (fast stop), USR1 (reopen logs)."""
+        raise NotImplementedError
 
     def serve(self) -> None:
         raise NotImplementedError

@@ -63,23 +63,27 @@ class GeventWorker(Worker):
                 "(was gevent's patching undone, or the module imported in an unusual way?)",
                 ", ".join(unpatched))
 
-    def serve(self) -> None:
+    def install_signals(self) -> None:
         import gevent
-        from gevent import socket as gsocket
         from gevent.event import Event
-        from gevent.pool import Pool
 
-        service = self.service
-        self.pool = Pool(self.config.worker_connections)
         self.stop_requested = Event()
-        self.listeners = [gsocket.socket(s.family, s.type, s.proto, fileno=s.detach())
-                          for s in self.listeners]
-        for listener in self.listeners:
-            service.add_listener(listener)
         gevent.signal_handler(signal.SIGTERM, self.stop_requested.set)
         gevent.signal_handler(signal.SIGINT, self.fast_stop)
         gevent.signal_handler(signal.SIGQUIT, self.fast_stop)
         gevent.signal_handler(signal.SIGUSR1, logs.reopen)
+
+    def serve(self) -> None:
+        import gevent
+        from gevent import socket as gsocket
+        from gevent.pool import Pool
+
+        service = self.service
+        self.pool = Pool(self.config.worker_connections)
+        self.listeners = [gsocket.socket(s.family, s.type, s.proto, fileno=s.detach())
+                          for s in self.listeners]
+        for listener in self.listeners:
+            service.add_listener(listener)
         acceptors = [gevent.spawn(self._accept, listener) for listener in self.listeners]
         ticker = gevent.get_hub().loop.timer(0.0, TICK)
         ticker.start(self._tick)
@@ -140,6 +144,3 @@ class GeventWorker(Worker):
                 sock.settimeout(None)
                 self.pool.spawn(serve, sock, peer, listener)
             listener.close()
-
-    def fast_stop(self, *args: Any) -> None:
-        os._exit(0)

@@ -20,16 +20,19 @@ class SyncWorker(Worker):
 
     keepalive = False
 
-    def serve(self) -> None:
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
+    def install_signals(self) -> None:
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
+        signal.set_wakeup_fd(wake_w)  # so that select() returns at once on a signal
         signal.signal(signal.SIGTERM, self.graceful_stop)
         signal.signal(signal.SIGINT, self.fast_stop)
         signal.signal(signal.SIGQUIT, self.fast_stop)
         signal.signal(signal.SIGUSR1, lambda *args: logs.reopen())
         signal.signal(signal.SIGALRM, self._graceful_timeout)
+
+    def serve(self) -> None:
+        wake_r = self.wake_r
         listeners = self.listeners
         for listener in listeners:
             listener.setblocking(False)
@@ -82,7 +85,4 @@ class SyncWorker(Worker):
 
     def _graceful_timeout(self, *args: Any) -> None:
         self.log_cut_requests()
-        os._exit(0)
-
-    def fast_stop(self, *args: Any) -> None:
         os._exit(0)

@@ -46,6 +46,7 @@ def app(environ, start_response):
         return _text(start_response, str(os.getpid()))
     if path == "/environ" or path.startswith("/environ/"):
         data = {k: v for k, v in environ.items() if isinstance(v, (str, bool, int, tuple))}
+        data.update((k, v) for k, v in os.environ.items() if k in ("GREETING", "OTHER"))
         data["wsgi.input_class"] = type(environ["wsgi.input"]).__name__
         data["wsgi.errors_has_write"] = hasattr(environ["wsgi.errors"], "write")
         data["wsgi.file_wrapper_present"] = "wsgi.file_wrapper" in environ
