@@ -162,6 +162,11 @@ class Connection:
                 return self._head_timed_out()
             self._arm(remaining)
         try:
+            if deadline is None and service.wait_readable is not None:
+                # Between keep-alive requests, go through the event loop even if the next
+                # request is already here: otherwise a fast client keeps this connection
+                # served while the others wait (and it saves a recv that would fail).
+                service.wait_readable(self.sock)
             received = self.sock.recv_into(service.buffer)
         except _socket_timeout:
             return self._head_timed_out() if deadline is not None else False

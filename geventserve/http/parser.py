@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Deque, List, Optional, Tuple
+from typing import Deque, List, Optional, Set, Tuple
 
 import httptools
 
@@ -34,12 +34,16 @@ from .errors import (
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
 _CHUNKED = b"chunked"
+# Single bytes are looked up as integers: `b"_" in name` makes CPython try the operand as an
+# integer first and build (then drop) a TypeError, several times slower.
+_UNDERSCORE, _HASH = ord("_"), ord("#")
 _CONTINUE = b"100-continue"
 
 # Field names that the parser itself acts upon, lower-cased.
 _HOST_NAME, _TE_NAME = b"host", b"transfer-encoding"
 _CL_NAME, _EXPECT_NAME = b"content-length", b"expect"
-_SPECIAL = frozenset((_HOST_NAME, _TE_NAME, _CL_NAME, _EXPECT_NAME))
+_SPECIAL_LENGTHS = frozenset(len(n) for n in (_HOST_NAME, _TE_NAME, _CL_NAME, _EXPECT_NAME))
+_VALID_HOSTS: Set[bytes] = set()  # Host values already checked (most clients send the same few)
 
 _METHOD_NAMES = {m.encode(): m for m in (
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
@@ -166,18 +170,14 @@ class RequestParser:
         if not self._in_head:
             return  # a trailer field after a chunked body: not passed on
         self._fields += 1
-        if self._fields > self._fields_limit:
-            self._raise(HeaderFieldsTooLarge(f"more than {self._fields_limit} header fields "
-                                             "(--limit-request-fields)"))
-        if len(name) + len(value) + 2 > self._field_size_limit:
-            self._raise(HeaderFieldsTooLarge(
-                f"header field {name[:64].decode('latin-1')!r} is longer than "
-                f"{self._field_size_limit} bytes (--limit-request-field-size)"))
-        if b"_" in name:
+        if (self._fields > self._fields_limit
+                or len(name) + len(value) + 2 > self._field_size_limit):
+            self._field_over_limit(name)
+        if _UNDERSCORE in name:
             return  # so that X_Forwarded_For can never pose as X-Forwarded-For
         value = value.rstrip(b" \t")  # llhttp strips the OWS before a value, not after it
-        lname = name.lower()
-        if lname in _SPECIAL:
+        if len(name) in _SPECIAL_LENGTHS:  # spares lower() for most fields
+            lname = name.lower()
             if lname == _HOST_NAME:
                 self._hosts += 1
                 self._request.host = value  # type: ignore[union-attr]
@@ -185,9 +185,17 @@ class RequestParser:
                 self._te = value
             elif lname == _CL_NAME:
                 self._cl = value
-            else:
+            elif lname == _EXPECT_NAME:
                 self._expect = value if self._expect is None else self._expect + b"," + value
         self._request.headers.append((name, value))  # type: ignore[union-attr]
+
+    def _field_over_limit(self, name: bytes) -> None:
+        if self._fields > self._fields_limit:
+            self._raise(HeaderFieldsTooLarge(f"more than {self._fields_limit} header fields "
+                                             "(--limit-request-fields)"))
+        self._raise(HeaderFieldsTooLarge(
+            f"header field {name[:64].decode('latin-1')!r} is longer than "
+            f"{self._field_size_limit} bytes (--limit-request-field-size)"))
 
     def on_headers_complete(self) -> None:
         request = self._request
@@ -203,7 +211,7 @@ class RequestParser:
                                             "speaks HTTP/1.1 and HTTP/1.0"))
         request.version = version
         target = b"".join(self._url_parts)
-        if b"#" in target:
+        if _HASH in target:
             self._raise(BadRequest("the request target contains a fragment (#)"))
         request.target = target
         if self._hosts != 1:
@@ -211,8 +219,11 @@ class RequestParser:
                 self._raise(BadRequest("more than one Host header"))
             if version == "1.1":
                 self._raise(BadRequest("an HTTP/1.1 request must have a Host header"))
-        elif not _HOST.fullmatch(request.host):  # type: ignore[arg-type]
-            self._raise(BadRequest("invalid Host header"))
+        elif request.host not in _VALID_HOSTS:
+            if not _HOST.fullmatch(request.host):  # type: ignore[arg-type]
+                self._raise(BadRequest("invalid Host header"))
+            if len(_VALID_HOSTS) < 1024:
+                _VALID_HOSTS.add(request.host)
         te = self._te
         if te is not None:
             if version == "1.0":

@@ -44,6 +44,8 @@ class Service:
         #: ``interrupt_expired`` interrupts when the connection's deadline passes
         self.current_task = current_task
         self.sweeps_deadlines = current_task is not None
+        #: waits, through the event loop, until a socket is readable (set by the gevent worker)
+        self.wait_readable: Optional[Callable[[Any], None]] = None
         self.keepalive = config.keepalive if keepalive else 0.0
         self.header_timeout = config.header_timeout
         self.body_timeout = config.body_timeout

@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+# Response header lines already validated and encoded, by (name, value).
+_HEADER_LINES: Dict[Tuple[str, str], bytes] = {}
+_HEADER_LINES_LIMIT = 4096
 _ENVIRON_KEYS: Dict[bytes, str] = {}
 _KEY_CACHE_LIMIT = 2048
 
@@ -140,19 +143,32 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
         conn.service.proxies.apply(environ)
     host = environ.get("HTTP_HOST")
     if host:
-        if host[-1:] != "]" and ":" in host:
-            name, _, port = host.rpartition(":")
-            environ["SERVER_NAME"] = name
-            environ["SERVER_PORT"] = port or conn.environ["SERVER_PORT"]
-        else:
-            environ["SERVER_NAME"] = host
-            environ["SERVER_PORT"] = "443" if environ["wsgi.url_scheme"] == "https" else "80"
+        scheme = environ["wsgi.url_scheme"]
+        name_port = _HOSTS.get((host, scheme))
+        if name_port is None:
+            name_port = _split_host(host, scheme)
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = name_port
     script_name = environ["SCRIPT_NAME"]
     if script_name:
         path_info = environ["PATH_INFO"]
         if path_info == script_name or path_info.startswith(script_name + "/"):
             environ["PATH_INFO"] = path_info[len(script_name):]
     return environ
+
+
+_HOSTS: Dict[Tuple[str, str], Tuple[str, str]] = {}
+
+
+def _split_host(host: str, scheme: str) -> Tuple[str, str]:
+    """SERVER_NAME and SERVER_PORT from a Host value (remembered: clients repeat it)."""
+    if host[-1:] != "]" and ":" in host:
+        name, _, port = host.rpartition(":")
+        result = (name, port or ("443" if scheme == "https" else "80"))
+    else:
+        result = (host, "443" if scheme == "https" else "80")
+    if len(_HOSTS) < 1024:
+        _HOSTS[(host, scheme)] = result
+    return result
 
 
 class Exchange:
@@ -198,8 +214,17 @@ class Exchange:
         parts = [line]
         content_length = None
         app_close = has_date = has_server = False
+        known_lines = _HEADER_LINES
         for item in headers:
-            if type(item) is not tuple and not (isinstance(item, list) and len(item) == 2):
+            if type(item) is tuple:
+                try:
+                    cached = known_lines.get(item)
+                except TypeError:  # an unhashable value: refused below
+                    cached = None
+                if cached is not None:
+                    parts.append(cached)
+                    continue
+            elif not (isinstance(item, list) and len(item) == 2):
                 raise TypeError(f"response header {item!r} is not a (name, value) tuple")
             try:
                 name, value = item
@@ -224,7 +249,10 @@ class Exchange:
                     has_date = True
                 elif kind == SERVER:
                     has_server = True
-            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+            header_line = f"{name}: {value}\r\n".encode("latin-1")
+            if not kind and type(item) is tuple and len(known_lines) < _HEADER_LINES_LIMIT:
+                known_lines[item] = header_line  # validated: next time, no checks
+            parts.append(header_line)
         self.status = status
         self.code = code
         self.headers = b"".join(parts)
@@ -303,11 +331,10 @@ class Exchange:
         extra.append(b"\r\n")
         self.close = close
         self.head_sent = conn.response_started = True
-        head = self.headers + b"".join(extra)
         if not body_allowed or not body:
             if body_allowed and length is not None:
                 self.to_send = length
-            conn.send(head)
+            conn.send(self.headers + b"".join(extra))
             return
         if length is not None:
             if len(body) > length:
@@ -316,7 +343,8 @@ class Exchange:
             self.to_send = length - len(body)
         elif self.chunked:
             body = b"%x\r\n%b\r\n" % (len(body), body)
-        conn.send(head + body)
+        extra.append(body)
+        conn.send(self.headers + b"".join(extra))  # head and body in one send
         self.sent = len(body)
 
     def finish(self) -> None:

@@ -37,6 +37,16 @@ def patch(for_supervisor: bool = False) -> None:
             monkey.patch_signal()
 
 
+def wait_readable(sock: Any) -> None:
+    """Block the calling greenlet until ``sock`` is readable (or its deadline interrupts it)."""
+    sock._wait(sock._read_event)  # gevent's own wait: the one its recv() uses after EAGAIN
+
+
+def wait_readable_tls(sock: Any) -> None:
+    if not sock.pending():  # decrypted bytes already buffered: readable without the socket
+        sock._wait(sock._read_event)
+
+
 class GeventWorker(Worker):
     """Serves thousands of connections cooperatively, one greenlet each, bounded by a pool."""
 
@@ -79,6 +89,7 @@ class GeventWorker(Worker):
         from gevent.pool import Pool
 
         service = self.service
+        service.wait_readable = wait_readable_tls if service.tls_context else wait_readable
         self.pool = Pool(self.config.worker_connections)
         self.listeners = [gsocket.socket(s.family, s.type, s.proto, fileno=s.detach())
                           for s in self.listeners]
