@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 try:
     from setproctitle import setproctitle as _setproctitle
@@ -67,6 +68,22 @@ def original(module: str, name: str) -> Any:
     if monkey is not None and monkey.is_module_patched(module):
         return monkey.get_original(module, name)
     return getattr(__import__(module), name)
+
+
+def raise_open_files_limit(needed: int) -> Tuple[int, int, bool]:
+    """Raise the soft open-files limit towards ``needed`` (up to the hard limit).
+
+    Returns (before, after, enough).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft, soft, True
+    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError):
+        return soft, soft, False
+    return soft, target, target >= needed
 
 
 INHERITED_FDS = "GEVENTSERVE_FDS"

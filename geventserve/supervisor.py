@@ -165,6 +165,7 @@ class Supervisor:
             raise StartupError(str(exc), CONFIG_ERROR) from None
         apply_environment(config)
         hooks.call(config, "on_starting", self)
+        self._check_open_files()
         self._open_listeners()
         if config.pidfile:
             self.pidfile = process.PidFile(config.pidfile)
@@ -183,6 +184,23 @@ class Supervisor:
         logs.error_log.info("Using worker: %s", config.worker_class)
         hooks.call(config, "when_ready", self)
         self._set_target(target)
+
+    def _check_open_files(self) -> None:
+        """Each gevent connection may hold a second socket (the app's own call upstream)."""
+        config = self.config
+        if config.worker_class == "sync":
+            return
+        needed = 2 * config.worker_connections + 128
+        before, after, enough = process.raise_open_files_limit(needed)
+        if after != before:
+            logs.error_log.info("Raised the open-files limit from %d to %d for "
+                                "--worker-connections %d", before, after,
+                                config.worker_connections)
+        if not enough:
+            logs.error_log.warning(
+                "The open-files limit is %d, below the %d that --worker-connections %d needs: "
+                "raise the hard limit (ulimit -Hn, LimitNOFILE= in systemd) or lower "
+                "--worker-connections", after, needed, config.worker_connections)
 
     def _open_listeners(self) -> None:
         config = self.config

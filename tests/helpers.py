@@ -22,7 +22,8 @@ class Server:
 
     def __init__(self, args: Sequence[str], app: Optional[str] = "wsgi_app:app",
                  cwd: str = APPS, env: Optional[Dict[str, str]] = None,
-                 bind: Optional[List[str]] = None, wait: bool = True, ready_path: str = "/") -> None:
+                 bind: Optional[List[str]] = None, wait: bool = True, ready_path: str = "/",
+                 preexec_fn=None) -> None:
         self.args = list(args)
         cmd = [sys.executable, "-m", "geventserve"]
         if bind is None:
@@ -40,7 +41,8 @@ class Server:
         if env:
             full_env.update(env)
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         self.lines: List[str] = []
         self.out_lines: List[str] = []

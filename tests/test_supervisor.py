@@ -394,3 +394,27 @@ def test_reuse_port_lets_two_servers_share_an_address():
                                "wsgi_app:app"], cwd=APPS, capture_output=True, text=True,
                               timeout=20, env=dict(os.environ, PYTHONPATH=APPS))
         assert proc.returncode == 1 and "address already in use" in proc.stderr
+
+
+def _limit_open_files(soft, hard):
+    def apply():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return apply
+
+
+def test_open_files_limit_is_raised_for_worker_connections():
+    with Server(["-w", "1", "--worker-connections", "3000"],
+                preexec_fn=_limit_open_files(512, 20000)) as srv:
+        srv.wait_for_log("Raised the open-files limit from 512 to 6128")
+        worker = srv.worker_pids()[0]
+        with open(f"/proc/{worker}/limits") as fh:
+            line = next(line for line in fh if line.startswith("Max open files"))
+        assert line.split()[3] == "6128"
+
+
+def test_open_files_limit_too_low_is_said():
+    with Server(["-w", "1", "--worker-connections", "3000"],
+                preexec_fn=_limit_open_files(512, 1024)) as srv:
+        srv.wait_for_log("The open-files limit is 1024, below the 6128")
+        assert request(srv.port, "GET", "/").status == 200
