@@ -344,17 +344,13 @@ class Connection:
         if task is not None:
             task.throw(_socket_timeout("timed out"))
 
-    def close_if_idle(self) -> None:
-        """For a graceful stop: end this connection now if it waits for a request."""
-        if not self.idle:
-            return
-        try:
-            # select.select polls without waiting (gevent's does the same with a 0 timeout).
-            if select.select([self.sock], [], [], 0)[0]:
-                return  # a request is arriving: it is answered, then the connection closed
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, ValueError):
-            pass
+    def end_if_idle(self, grace: float) -> None:
+        """For a graceful stop: end this connection within ``grace`` seconds if it waits for a
+        request. A request already on its way (a proxy may have just picked this connection
+        from its pool) is still answered, with Connection: close; closing at once would reset
+        it, and a proxy does not retry a POST."""
+        if self.idle:
+            self.deadline = min(self.deadline, monotonic() + grace)
 
     def close(self) -> None:
         sock = self.sock

@@ -20,6 +20,7 @@ from .errors import HTTPError
 from .proxy import TrustedProxies
 
 RECV_BUFFER_SIZE = 64 * 1024
+IDLE_GRACE = 1.0
 _SERVE_CODE = Connection._serve.__code__
 
 
@@ -135,10 +136,11 @@ class Service:
             self.on_request_limit()
 
     def stop(self) -> None:
-        """Take no new requests: busy connections finish with Connection: close, idle ones end."""
+        """Take no new requests: busy connections finish with Connection: close, idle ones end
+        (within IDLE_GRACE seconds, answering a request that was already on its way)."""
         self.stopping = True
         for conn in list(self.connections):
-            conn.close_if_idle()
+            conn.end_if_idle(IDLE_GRACE)
 
     def in_flight(self) -> List[str]:
         """The requests being served, as 'GET /path (running 1.2s)'."""
