@@ -9,18 +9,12 @@ import time
 import pytest
 import requests
 
-from helpers import APPS, Server
+from helpers import APPS, Server, make_certificate
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cert")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
-                   timeout=60)
-    return str(cert), str(key)
+    return make_certificate(str(tmp_path_factory.mktemp("cert")))
 
 
 @pytest.fixture(scope="module", params=["gevent", "sync"])
