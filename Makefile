@@ -9,7 +9,8 @@ PORT ?= 8000
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test lint docs system-deps clean
+.PHONY: run test lint docs bench system-deps bench-deps clean loadtest loadtest-compare \
+	loadtest-seeds
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +28,28 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/geventserve -k gevent -w $(WORKERS) -b $(HOST):$(PORT) --chdir examples hello:app
 
-# Programs the tests start for real, installed from Debian's packages when missing.
-SYSTEM_PROGRAMS := nginx:nginx-light strace:strace
-system-deps:
-	@missing=""; for item in $(SYSTEM_PROGRAMS); do \
+$(VENV)/.installed-load: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[load]'
+	touch $@
+
+# Programs the tests (and the benchmark) start for real, from Debian's packages when missing.
+TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl
+BENCH_PROGRAMS := $(TEST_PROGRAMS) wrk:wrk
+define install_programs
+	@missing=""; for item in $(1); do \
 	  command -v $${item%%:*} >/dev/null 2>&1 || missing="$$missing $${item#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing Debian packages:$$missing (install them as root)"; exit 1; fi; fi
+endef
+
+system-deps:
+	$(call install_programs,$(TEST_PROGRAMS))
+
+bench-deps:
+	$(call install_programs,$(BENCH_PROGRAMS))
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -46,6 +59,29 @@ docs: $(VENV)/.installed-run
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check geventserve tests examples loadtests
+
+# -- benchmark: geventserve beside gunicorn -k gevent, one worker each (bench/bench.py).
+# BENCH_QUICK=1 for short runs; BENCH_ARGS="--workloads plain,flask" for a part.
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-test bench-deps
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# -- load tests with locust (loadtests/README.md)
+USERS ?= 1000
+SPAWN_RATE ?= 100
+RUN_TIME ?= 30s
+SEEDS_RUN_TIME ?= 10s
+LOAD_WORKERS ?= 4
+LOAD_ARGS = -u $(USERS) -r $(SPAWN_RATE) -w $(LOAD_WORKERS)
+
+loadtest: $(VENV)/.installed-load
+	$(BIN)/python loadtests/run.py run $(LOAD_ARGS) -t $(RUN_TIME)
+
+loadtest-compare: $(VENV)/.installed-load
+	$(BIN)/python loadtests/run.py compare $(LOAD_ARGS) -t $(RUN_TIME)
+
+loadtest-seeds: $(VENV)/.installed-load system-deps
+	$(BIN)/python loadtests/run.py seeds $(LOAD_ARGS) -t $(SEEDS_RUN_TIME)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

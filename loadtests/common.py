@@ -1,0 +1,42 @@
+"""What the locustfiles share: the response check, and the last write of the --csv files."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import gevent
+from locust import events
+from locust.contrib.fasthttp import ResponseContextManager
+from locust.env import Environment
+from locust.stats import CSV_STATS_INTERVAL_SEC
+
+
+def check(resp: ResponseContextManager, expect: Optional[bytes] = None) -> None:
+    """Mark ``resp`` failed unless it is a 2xx (with ``expect`` in its body, when given)."""
+    error = getattr(resp, "error", None)
+    if error is not None:
+        resp.failure(error)
+    elif not 200 <= resp.status_code < 300:
+        resp.failure(f"HTTP {resp.status_code}")
+    elif expect is not None and expect not in (resp.content or b""):
+        resp.failure(f"body without {expect!r}")
+    else:
+        resp.success()
+
+
+# Locust writes the --csv files from a greenlet once a second and not again at exit, so they miss
+# the last second of the run (locust issue #1806) while the printed summary and the HTML report
+# have it. Waiting a little longer than that interval at exit lets one last write happen.
+_writes_csv = False
+
+
+@events.init.add_listener
+def _remember_csv(environment: Environment, **kwargs: object) -> None:
+    global _writes_csv
+    _writes_csv = bool(getattr(environment.parsed_options, "csv_prefix", None))
+
+
+@events.quit.add_listener
+def _let_csv_catch_up(exit_code: int, **kwargs: object) -> None:
+    if _writes_csv:
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.5)
