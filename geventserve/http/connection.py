@@ -4,7 +4,7 @@ The same code serves the gevent worker (a greenlet per connection, cooperative s
 sync worker (blocking sockets). Every wait has a deadline, kept in ``Connection.deadline``: the
 sync worker turns it into a socket timeout; the gevent worker leaves its sockets without
 timeouts and has one periodic sweep interrupt the connections whose deadline has passed
-(``Service.expired``), which spares a timer per wait on the hot path.
+(``Service.interrupt_expired``), which spares a timer per wait on the hot path.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 DRAIN_LIMIT = 256 * 1024
 # Body bytes read ahead, before the application runs, to notice a body cut short.
 PEEK_LIMIT = 64 * 1024
+# A body up to this size is copied into one buffer with its head; a larger one is sent as is.
+COPY_LIMIT = 16 * 1024
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 # After an error response, how long and how much client input is read and dropped before close.
 LINGER_SECONDS = 1.0
 LINGER_LIMIT = 1024 * 1024
@@ -41,16 +44,21 @@ class ClientGone(Exception):
 class Connection:
     """Serves the requests of one client connection, in order (pipelined ones included)."""
 
-    __slots__ = ("service", "sock", "parser", "environ", "trusted_proxy", "idle", "broken",
+    __slots__ = ("service", "sock", "tls", "parser", "listener_environ", "remote_addr",
+                 "remote_port", "trusted_proxy", "idle", "broken",
                  "response_started", "request", "request_started", "deadline", "task", "_timeout",
                  "_head_deadline")
 
-    def __init__(self, service: Service, sock: socket.socket, environ: Dict[str, Any]) -> None:
+    def __init__(self, service: Service, sock: socket.socket, listener_environ: Dict[str, Any],
+                 remote_addr: str, remote_port: str) -> None:
         self.service = service
         self.sock = sock
+        self.tls = False  # the socket is wrapped in TLS (no MSG_MORE, no sendfile)
         self.parser = RequestParser(*service.parser_limits)
-        #: environ keys common to every request of this connection (REMOTE_ADDR...)
-        self.environ = environ
+        #: environ keys common to every request on this listener (shared, never modified)
+        self.listener_environ = listener_environ
+        self.remote_addr = remote_addr  # "" for a unix socket peer
+        self.remote_port = remote_port
         #: the peer may set X-Forwarded-For / -Proto (--forwarded-allow-ips)
         self.trusted_proxy = False
         #: waiting for the next request with nothing received (a graceful stop closes these)
@@ -135,6 +143,7 @@ class Connection:
             self._arm(self.service.header_timeout)
             self.sock = context.wrap_socket(self.sock, server_side=True,
                                             do_handshake_on_connect=False)
+            self.tls = True
             self._arm(self.service.header_timeout)
             self.sock.do_handshake()
         except _socket_timeout:
@@ -260,24 +269,46 @@ class Connection:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Send all of ``data``; ClientGone if the client closed or stops reading for too long."""
+    def send(self, data: bytes, more: bool = False) -> None:
+        """Send all of ``data``; ClientGone if the client closed or stops reading for too long.
+
+        ``more``: further bytes follow at once, so the kernel may hold these (MSG_MORE) to fill
+        whole segments with both, instead of sending a small segment first.
+        """
         sock = self.sock
         timeout = self.service.body_timeout
+        flags = _MSG_MORE if more and not self.tls else 0
         self._arm(timeout)
         try:
-            sent = sock.send(data)
+            sent = sock.send(data, flags)
             if sent < len(data):
                 view = memoryview(data)
                 while sent < len(view):
                     self._arm(timeout)  # the deadline is for a stall, not for the whole body
-                    sent += sock.send(view[sent:])
+                    sent += sock.send(view[sent:], flags)
         except _socket_timeout:
             raise ClientGone(f"the client read nothing for {timeout:g} seconds") from None
         except OSError as exc:
             raise ClientGone(str(exc)) from None
         finally:
             self.deadline = 0.0
+
+    def send_framed(self, head: bytes, body: bytes, chunked: bool) -> None:
+        """Send ``head`` then ``body`` (as one chunk when ``chunked``), copying a large body
+        into no new buffer: small ones are joined, large ones follow with MSG_MORE."""
+        if len(body) <= COPY_LIMIT:
+            if chunked:
+                self.send(b"%b%x\r\n%b\r\n" % (head, len(body), body))
+            else:
+                self.send(head + body)
+        elif chunked:
+            self.send(b"%b%x\r\n" % (head, len(body)), more=True)
+            self.send(body, more=True)
+            self.send(b"\r\n")
+        else:
+            if head:
+                self.send(head, more=True)
+            self.send(body)
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of file ``fd`` from ``offset``, with os.sendfile when possible."""

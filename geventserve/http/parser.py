@@ -83,6 +83,11 @@ class Request:
 class RequestParser:
     """Feeds bytes to llhttp; see the module docstring for what comes out."""
 
+    __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit",
+                 "_field_size_limit", "_head_limit", "_request", "_in_head", "_head_bytes",
+                 "_url_parts", "_url_budget", "_fields", "_hosts", "_te", "_cl", "_expect",
+                 "_fault", "_completed", "_stopped")
+
     def __init__(self, line_limit: int = 4094, fields_limit: int = 100,
                  field_size_limit: int = 8190) -> None:
         self._parser = httptools.HttpRequestParser(self)

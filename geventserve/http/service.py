@@ -30,7 +30,7 @@ def _describe(conn: Connection, now: float) -> str:
     target = request.target.decode("latin-1")
     if len(target) > 200:
         target = target[:200] + "..."
-    peer = conn.environ.get("REMOTE_ADDR") or "-"
+    peer = conn.remote_addr or "-"
     return f"{request.method} {target} from {peer} (running {now - conn.request_started:.1f}s)"
 
 
@@ -103,15 +103,14 @@ class Service:
     def serve(self, sock: socket.socket, peer: Any, listener: socket.socket) -> None:
         """Serve one accepted connection until it ends."""
         try:
-            environ = self._listener_environs[listener].copy()
             if isinstance(peer, tuple):
-                environ["REMOTE_ADDR"] = peer[0]
-                environ["REMOTE_PORT"] = str(peer[1])
+                remote_addr, remote_port = peer[0], str(peer[1])
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             else:
-                environ["REMOTE_ADDR"] = ""
-            conn = Connection(self, sock, environ)
-            conn.trusted_proxy = self.proxies.trusts(environ["REMOTE_ADDR"])
+                remote_addr, remote_port = "", ""
+            conn = Connection(self, sock, self._listener_environs[listener], remote_addr,
+                              remote_port)
+            conn.trusted_proxy = self.proxies.trusts(remote_addr)
         except Exception:
             logs.error_log.exception("cannot serve a connection from %s", peer)
             sock.close()
@@ -159,7 +158,7 @@ class Service:
 
     def log_error_access(self, conn: Connection, error: HTTPError) -> None:
         """Access-log an error the server answered without the application."""
-        environ = dict(conn.environ)
+        environ = dict(conn.listener_environ, REMOTE_ADDR=conn.remote_addr)
         environ.setdefault("REQUEST_METHOD", "-")
         environ.setdefault("RAW_URI", "-")
         environ.setdefault("SERVER_PROTOCOL", "-")

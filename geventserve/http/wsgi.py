@@ -108,7 +108,10 @@ class ErrorStream:
 
 def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
     """The PEP 3333 environ of one request."""
-    environ = conn.environ.copy()
+    environ = conn.listener_environ.copy()
+    environ["REMOTE_ADDR"] = conn.remote_addr
+    if conn.remote_port:
+        environ["REMOTE_PORT"] = conn.remote_port
     target = request.target.decode("latin-1")
     path, _, query = target.partition("?")
     if path[:1] != "/" and path != "*":
@@ -280,9 +283,7 @@ class Exchange:
                 data = data[:to_send]
                 self.close = True
             self.to_send = to_send - len(data)
-        elif self.chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        self.conn.send(data)
+        self.conn.send_framed(b"", data, self.chunked)
         self.sent += len(data)
 
     # -- framing --------------------------------------------------------------------------
@@ -341,10 +342,7 @@ class Exchange:
                 body = body[:length]
                 self.close = True
             self.to_send = length - len(body)
-        elif self.chunked:
-            body = b"%x\r\n%b\r\n" % (len(body), body)
-        extra.append(body)
-        conn.send(self.headers + b"".join(extra))  # head and body in one send
+        conn.send_framed(self.headers + b"".join(extra), body, self.chunked)
         self.sent = len(body)
 
     def finish(self) -> None:
