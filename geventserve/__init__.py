@@ -17,13 +17,16 @@ __all__ = ["__version__", "serve"]
 def serve(app: Callable[..., Any], **settings: Any) -> int:
     """Serve the WSGI callable ``app`` with the given settings; return the exit status.
 
-    ``settings`` take the names of the config file (``bind``, ``workers``, ``worker_class``...).
-    The call blocks until the server stops (SIGTERM, SIGINT, SIGQUIT).
+    ``settings`` take the names of the config file (``bind``, ``workers``, ``worker_class``...);
+    a wrong name or value raises SettingError. The call blocks until the server stops (SIGTERM,
+    SIGINT, SIGQUIT); the workers are forked from the calling process.
     """
     from .settings import Config
-    from .supervisor import Supervisor
+    from .supervisor import Supervisor, configure_logs
 
     config = Config()
     for name, value in settings.items():
         config.set(name, value, source="serve()")
+    config.check()
+    configure_logs(config)
     return Supervisor(config, app=app).run()

@@ -110,10 +110,19 @@ def _apply_args(config: Config, values: Dict[str, Any], source: str) -> None:
 
 
 def make_config(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> Config:
+    """The settings of a command line (and of the config file and environment it implies)."""
+    return layer_settings(parse_command_line(argv), environ)
+
+
+def parse_command_line(argv: Sequence[str]) -> Dict[str, Any]:
+    """The flags given (settings and actions), as parsed; UsageError with one line."""
+    return _parse(build_parser(), argv, "command line")
+
+
+def layer_settings(cli: Dict[str, Any], environ: Optional[Dict[str, str]] = None) -> Config:
     """Layer the settings: defaults < config file < GEVENTSERVE_CMD_ARGS < command line."""
     environ = os.environ if environ is None else environ
     parser = build_parser()
-    cli = _parse(parser, argv, "command line")
     env_text = environ.get(ENV_ARGS, "")
     try:
         env_argv = shlex.split(env_text)
@@ -178,8 +187,8 @@ def main(argv: Optional[List[str]] = None) -> NoReturn:
 def run(argv: Sequence[str]) -> int:
     logs.setup()
     try:
-        config = make_config(argv)
-        actions = _parse(build_parser(), argv, "command line")
+        actions = parse_command_line(argv)
+        config = layer_settings(actions)
     except UsageError as exc:
         print(f"geventserve: error: {exc} (see geventserve --help)", file=sys.stderr)
         return USAGE_ERROR

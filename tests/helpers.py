@@ -440,3 +440,21 @@ def make_certificate(folder):
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                     "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+def run_command(cmd: Sequence[str], timeout: float = 30.0,
+                **kwargs) -> subprocess.CompletedProcess[str]:
+    """subprocess.run with text output, in a session of its own: whatever the command leaves
+    behind (a supervisor's workers) is killed with its process group, also on a timeout."""
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc.returncode is None:
+            proc.communicate()
+    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)

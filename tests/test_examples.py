@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import Client, Server, make_certificate, request
+from helpers import Client, Server, make_certificate, request, run_command
 from nginx_support import NGINX, free_ports, render_nginx_conf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,8 +30,8 @@ def geventserve(*args, timeout=60):
     """Run `python -m geventserve ARGS` from the repository root, as a user would."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("GEVENTSERVE_CMD_ARGS", "WEB_CONCURRENCY", "PYTHONPATH")}
-    return subprocess.run([sys.executable, "-m", "geventserve", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_command([sys.executable, "-m", "geventserve", *args], timeout=timeout, cwd=ROOT,
+                       env=env)
 
 
 @pytest.mark.parametrize("app", APPS)

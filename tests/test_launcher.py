@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import APPS, Client, Server, request
+from helpers import APPS, Client, Server, request, run_command
 
 GEVENTSERVE = [sys.executable, "-m", "geventserve"]
 
@@ -19,8 +19,7 @@ def run_cli(*args, timeout=20, cwd=APPS, env=None):
     if env:
         full_env.update(env)
     started = time.monotonic()
-    proc = subprocess.run(GEVENTSERVE + list(args), cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = run_command(GEVENTSERVE + list(args), timeout=timeout, cwd=cwd, env=full_env)
     proc.elapsed = time.monotonic() - started
     return proc
 
@@ -130,7 +129,7 @@ def test_version():
 
 def test_console_script_and_module_agree():
     script = os.path.join(os.path.dirname(sys.executable), "geventserve")
-    proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=20)
+    proc = run_command([script, "--version"], timeout=20)
     assert proc.returncode == 0
     assert proc.stdout == run_cli("--version").stdout
 

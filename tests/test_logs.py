@@ -1,8 +1,9 @@
 """Error log (time, level, pid) and access log (common log format, plus referer and agent)."""
 
 import re
+import sys
 
-from helpers import Client, Server, request
+from helpers import Client, Server, request, run_command, wait_until
 
 ERROR_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[(\d+)\] \[(INFO|WARNING|ERROR|DEBUG|CRITICAL)\] ")
 ACCESS_LINE = re.compile(
@@ -54,21 +55,15 @@ def test_no_access_log_by_default():
 
 def test_error_log_to_file(tmp_path):
     path = tmp_path / "error.log"
-    with Server(["-w", "1", "--error-logfile", str(path)], wait=False) as srv:
-        for _ in range(200):
-            if path.exists() and "Listening at" in path.read_text():
-                break
-            srv.proc.wait(0.05) if srv.proc.poll() is not None else __import__("time").sleep(0.05)
+    with Server(["-w", "1", "--error-logfile", str(path)], wait=False):
+        wait_until(lambda: path.exists() and "Ready:" in path.read_text(), timeout=15)
     assert "Listening at" in path.read_text()
+    assert "Shutting down" in path.read_text()
 
 
 def test_unwritable_log_file_is_one_line():
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "geventserve", "--access-logfile",
-                           "/nonexistent-dir/access.log", "wsgi_app:app"],
-                          capture_output=True, text=True, timeout=20)
+    proc = run_command([sys.executable, "-m", "geventserve", "--access-logfile",
+                        "/nonexistent-dir/access.log", "wsgi_app:app"], timeout=20)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0
     assert "cannot open log file" in proc.stderr
@@ -111,16 +106,8 @@ def test_capture_output_sends_prints_to_the_error_log(tmp_path):
     path = tmp_path / "error.log"
     with Server(["-w", "1", "--error-logfile", str(path), "--capture-output"],
                 app="print_app:app", wait=False) as srv:
-        import time
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if path.exists() and "Ready:" in path.read_text():
-                break
-            time.sleep(0.05)
+        wait_until(lambda: path.exists() and "Ready:" in path.read_text(), timeout=15)
         port = int(re.search(r"Listening at: http://127.0.0.1:(\d+)", path.read_text()).group(1))
         request(port, "GET", "/")
-        deadline = time.monotonic() + 5
-        while "printed by the app" not in path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert "printed by the app" in path.read_text()
+        wait_until(lambda: "printed by the app" in path.read_text(), timeout=5)
     assert "printed by the app" not in srv.stdout

@@ -3,7 +3,6 @@ checked through --print-config; config files; bad values; the generated docs."""
 
 import ast
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -11,7 +10,7 @@ import pytest
 
 from geventserve.docs import render
 from geventserve.settings import HOOKS, SETTINGS
-from helpers import APPS, Server, request
+from helpers import APPS, Server, request, run_command
 
 GEVENTSERVE = [sys.executable, "-m", "geventserve"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,8 +21,7 @@ def run_cli(args, env=None, cwd=APPS, timeout=30):
     for name in ("GEVENTSERVE_CMD_ARGS", "WEB_CONCURRENCY", "SCRIPT_NAME"):
         full_env.pop(name, None)
     full_env.update(env or {})
-    return subprocess.run(GEVENTSERVE + list(args), cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_command(GEVENTSERVE + list(args), timeout=timeout, cwd=cwd, env=full_env)
 
 
 def printed_config(stdout):

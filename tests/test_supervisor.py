@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import APPS, Client, Load, Server, children, request, wait_until
+from helpers import APPS, Client, Load, Server, children, request, run_command, wait_until
 
 
 def worker_set(srv):
@@ -406,9 +406,9 @@ def test_reuse_port_lets_two_servers_share_an_address():
         assert first.port == second.port == port
         assert request(port, "GET", "/").status == 200
         # without the option the address is taken
-        proc = subprocess.run([sys.executable, "-m", "geventserve", "-b", f"127.0.0.1:{port}",
-                               "wsgi_app:app"], cwd=APPS, capture_output=True, text=True,
-                              timeout=20, env=dict(os.environ, PYTHONPATH=APPS))
+        proc = run_command([sys.executable, "-m", "geventserve", "-b", f"127.0.0.1:{port}",
+                            "wsgi_app:app"], timeout=20, cwd=APPS,
+                           env=dict(os.environ, PYTHONPATH=APPS))
         assert proc.returncode == 1 and "address already in use" in proc.stderr
 
 

@@ -2,14 +2,13 @@
 
 import socket
 import ssl
-import subprocess
 import sys
 import time
 
 import pytest
 import requests
 
-from helpers import APPS, Server, make_certificate
+from helpers import APPS, Server, make_certificate, run_command
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +99,8 @@ def test_tls_client_certificates_required(certificate, tmp_path):
 def test_certificate_that_does_not_load_is_one_line(tmp_path):
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate\n")
-    proc = subprocess.run([sys.executable, "-m", "geventserve", "-b", "127.0.0.1:0",
-                           "--certfile", str(bad), "wsgi_app:app"], cwd=APPS,
-                          capture_output=True, text=True, timeout=30)
+    proc = run_command([sys.executable, "-m", "geventserve", "-b", "127.0.0.1:0",
+                        "--certfile", str(bad), "wsgi_app:app"], timeout=30, cwd=APPS)
     assert proc.returncode == 3
     errors = [line for line in proc.stderr.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1 and "cannot load the certificate" in errors[0], proc.stderr

@@ -354,10 +354,10 @@ class Exchange:
         elif self.to_send:
             logs.error_log.warning("%s %s: the application sent %d bytes fewer than its "
                                    "Content-Length; closing the connection",
-                                   self.request.method, self.environ_path(), self.to_send)
+                                   self.request.method, self.target_text(), self.to_send)
             self.close = True
 
-    def environ_path(self) -> str:
+    def target_text(self) -> str:
         return self.request.target.decode("latin-1")[:200]
 
     def send_file(self, wrapper: FileWrapper) -> bool:
@@ -431,7 +431,7 @@ def handle(conn: Connection, request: Request) -> bool:
             exchange.finish()
     except ClientGone as exc:
         logs.error_log.debug("%s %s: client went away: %s", request.method,
-                             exchange.environ_path(), exc)
+                             exchange.target_text(), exc)
         exchange.close = True
     except HTTPError as exc:
         # A request-body error the application let through (truncated, malformed, stalled).
@@ -443,7 +443,7 @@ def handle(conn: Connection, request: Request) -> bool:
     except Exception:
         exchange.close = True
         logs.error_log.exception("Error handling request %s %s", request.method,
-                                 exchange.environ_path())
+                                 exchange.target_text())
         if not exchange.head_sent:
             exchange.status = "500 Internal Server Error"
             _send_quietly(conn, internal_error_response())
@@ -455,7 +455,7 @@ def handle(conn: Connection, request: Request) -> bool:
             except Exception:
                 exchange.close = True
                 logs.error_log.exception("Error closing the response of %s %s",
-                                         request.method, exchange.environ_path())
+                                         request.method, exchange.target_text())
     service.request_done()
     if service.access is not None:
         service.access(environ, exchange.status, exchange.sent, monotonic() - started,
