@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
@@ -61,11 +61,20 @@ def setup(loglevel: str = "info", errorlog: str = "-", accesslog: Optional[str] 
     error_log.setLevel(getattr(logging, loglevel.upper()))
     access_log.setLevel(logging.INFO)
     _access_writer = json_access_line if access_json else compile_access_format(access_format)
-    if capture_output and errorlog not in ("-", ""):
-        stream = handlers[0].stream  # type: ignore[union-attr]
-        stream.flush()
-        os.dup2(stream.fileno(), 1)
-        os.dup2(stream.fileno(), 2)
+    global _capturing
+    _capturing = capture_output and errorlog not in ("-", "")
+    if _capturing:
+        _capture(handlers[0])
+
+
+_capturing = False
+
+
+def _capture(handler: Any) -> None:
+    """--capture-output: the process's stdout and stderr write into the error log file."""
+    handler.stream.flush()
+    os.dup2(handler.stream.fileno(), 1)
+    os.dup2(handler.stream.fileno(), 2)
 
 
 def reopen() -> None:
@@ -78,6 +87,8 @@ def reopen() -> None:
                     if handler.stream is not None:
                         handler.stream.close()
                     handler.stream = handler._open()
+                    if _capturing and logger is error_log:
+                        _capture(handler)
                 except OSError as exc:
                     sys.stderr.write(f"geventserve: cannot reopen {handler.baseFilename}: "
                                      f"{exc.strerror}\n")
@@ -220,4 +231,3 @@ def log_access(environ: Dict[str, Any], status: Optional[str], sent: int, durati
         error_log.debug("access log failed", exc_info=True)
 
 
-__all__: List[str] = ["setup", "reopen", "emergency", "log_access", "error_log", "access_log"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 try:
     from setproctitle import setproctitle as _setproctitle
@@ -87,6 +87,7 @@ def raise_open_files_limit(needed: int) -> Tuple[int, int, bool]:
 
 
 INHERITED_FDS = "GEVENTSERVE_FDS"
+INHERITED_FDS_KIND = "GEVENTSERVE_FDS_KIND"
 
 
 def reexec_command(argv: List[str]) -> List[str]:
@@ -94,7 +95,10 @@ def reexec_command(argv: List[str]) -> List[str]:
     return [sys.executable, "-m", "geventserve"] + list(argv)
 
 
-def reexec_environ(fds: List[int], cwd_env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    env = dict(os.environ if cwd_env is None else cwd_env)
+def reexec_environ(fds: List[int], kind: str) -> Dict[str, str]:
+    """The environment of the re-executed server: its listeners' fds, and where they came
+    from (systemd's are kept whatever --bind says)."""
+    env = dict(os.environ)
     env[INHERITED_FDS] = ",".join(str(fd) for fd in fds)
+    env[INHERITED_FDS_KIND] = kind
     return env

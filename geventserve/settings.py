@@ -67,6 +67,14 @@ def non_negative_float(value: Any) -> float:
     return float(value)
 
 
+def watchdog_timeout(value: Any) -> float:
+    seconds = non_negative_float(value)
+    if 0 < seconds < 1:
+        raise ValueError("expected 0 (no check) or at least 1 second: the event loop beats "
+                         "twice a second")
+    return seconds
+
+
 def positive_float(value: Any) -> float:
     seconds = non_negative_float(value)
     if seconds <= 0:
@@ -247,7 +255,8 @@ SETTINGS: List[Setting] = [
     Setting("bind", SERVER, ("-b", "--bind"), bind_list, ["127.0.0.1:8000"],
             "Address to listen on: HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N (an inherited "
             "listening socket). Repeat the flag to listen on several addresses.",
-            metavar="ADDRESS", action="append", examples=("127.0.0.1:9001", "unix:/tmp/gs.sock")),
+            metavar="ADDRESS", action="append", examples=("127.0.0.1:9001", "unix:/tmp/gs.sock"),
+            default_doc="127.0.0.1:8000, or 0.0.0.0:$PORT when the PORT variable is set"),
     Setting("backlog", SERVER, ("--backlog",), positive_int, 2048,
             "Length of the kernel queue of connections not yet accepted.", metavar="INT",
             examples=("64", "128")),
@@ -283,7 +292,7 @@ SETTINGS: List[Setting] = [
             "supervisor patches the standard library first. HUP then restarts the workers "
             "without re-importing the code; use USR2 to load new code.", action="store_true"),
     # -- timeouts
-    Setting("timeout", TIMEOUTS, ("-t", "--timeout"), non_negative_float, 30.0,
+    Setting("timeout", TIMEOUTS, ("-t", "--timeout"), watchdog_timeout, 30.0,
             "A worker whose event loop is blocked (or, for sync, whose request runs) this many "
             "seconds is aborted and replaced; its watchdog first logs the request it was serving "
             "and the Python stack where it is stuck. 0 disables the check.", metavar="SECONDS",
@@ -422,6 +431,11 @@ HOOKS_HELP = [
                             "of workers changed (TTIN, TTOU, a reload; old_value is None at "
                             "start)."),
     ("on_exit", 1, "on_exit(server): just before the supervisor exits."),
+    ("pre_exec", 1, "pre_exec(server): in the process that re-executes the server (USR2), just "
+                    "before the exec."),
+    ("ssl_context", 2, "ssl_context(config, default_ssl_context_factory): in each worker, "
+                       "returns the SSLContext to serve HTTPS with; call the factory for the "
+                       "one geventserve would use and adjust it (ciphers, ALPN, SNI)."),
 ]
 SETTINGS += [Setting(name, HOOKS, (), hook(arity), None, text) for name, arity, text in HOOKS_HELP]
 HOOK_NAMES = [name for name, _, _ in HOOKS_HELP]
@@ -451,6 +465,9 @@ class Config:
                 default = setting.default
                 self.values[setting.name] = list(default) if isinstance(default, list) else default
                 self.sources[setting.name] = "default"
+        port = os.environ.get("PORT", "").strip()
+        if port.isdigit() and int(port) <= 65535:  # as gunicorn (Heroku-style platforms)
+            self.values["bind"] = [f"0.0.0.0:{port}"]
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -139,6 +139,8 @@ def bind(address: Address, backlog: int = 2048, reuse_port: bool = False) -> soc
     except socket.gaierror as exc:
         raise BindError(f"cannot listen on {address}: cannot resolve {address.host!r} "
                         f"({exc.strerror})") from None
+    # IPv4 first: "localhost" then means 127.0.0.1, as for other servers.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, socktype, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, socktype, proto)
     try:
@@ -181,14 +183,6 @@ def describe(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def server_name_port(sock: socket.socket) -> tuple[str, str]:
-    """SERVER_NAME and SERVER_PORT to use when a request carries no Host."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        name = sock.getsockname()
-        return str(name[0]), str(name[1])
-    return "localhost", "80"
-
-
 def close_listener(sock: socket.socket, unlink: bool = True) -> None:
     """Close a listener; remove its unix socket file when this process created it."""
     path: Optional[str] = None
@@ -214,7 +208,7 @@ def take_inherited(environ: MutableMapping[str, str]) -> Tuple[str, List[int]]:
     Returns ("systemd" | "reexec" | "", fds) and removes the variables, so that workers and
     anything the app starts do not see them.
     """
-    from .process import INHERITED_FDS
+    from .process import INHERITED_FDS, INHERITED_FDS_KIND
 
     listen_fds = environ.pop("LISTEN_FDS", None)
     listen_pid = environ.pop("LISTEN_PID", None)
@@ -222,8 +216,9 @@ def take_inherited(environ: MutableMapping[str, str]) -> Tuple[str, List[int]]:
     if listen_fds and listen_pid == str(os.getpid()) and listen_fds.isdigit():
         return "systemd", list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(listen_fds)))
     passed = environ.pop(INHERITED_FDS, "")
+    kind = environ.pop(INHERITED_FDS_KIND, "reexec")  # systemd's, passed on across a re-exec
     fds = [int(fd) for fd in passed.split(",") if fd.strip().isdigit()]
-    return ("reexec", fds) if fds else ("", [])
+    return (kind if kind == "systemd" else "reexec", fds) if fds else ("", [])
 
 
 def _same_address(sock: socket.socket, address: Address) -> bool:
@@ -246,18 +241,19 @@ def _same_address(sock: socket.socket, address: Address) -> bool:
 
 
 def open_listeners(binds: List[str], backlog: int, reuse_port: bool,
-                   candidates: List[socket.socket],
-                   close_unused: bool = True) -> Tuple[List[socket.socket], Dict[int, bool]]:
+                   candidates: List[socket.socket], close_unused: bool = True,
+                   in_order: bool = False) -> Tuple[List[socket.socket], Dict[int, bool]]:
     """Listeners for the bind addresses, reusing candidate sockets where they match.
 
-    Candidates (inherited across a re-exec, or the current listeners on a reload) are matched in
-    order when there are as many as addresses (a re-exec passes them in the order of --bind),
-    by address otherwise. Returns the listeners and, per fd, whether this call created it (and
-    so whether its unix socket file is removed on exit).
+    Candidates (inherited across a re-exec, or the current listeners on a reload) are matched
+    by address; with ``in_order`` (a re-exec, which passes them in the order of --bind, port 0
+    included) they are taken in order when there are as many as addresses. Returns the
+    listeners and, per fd, whether this call created it (and so whether its unix socket file
+    is removed on exit).
     """
     addresses = [parse_address(text) for text in binds]
     unused: List[Optional[socket.socket]] = list(candidates)
-    positional = len(unused) == len(addresses)
+    positional = in_order and len(unused) == len(addresses)
     listeners: List[socket.socket] = []
     created: Dict[int, bool] = {}
     try:

@@ -29,7 +29,6 @@ from .workers.base import (
     BOOTING,
     FAILED,
     READY,
-    RELOAD,
     RETIRING,
     WORKER_BOOT_ERROR,
     Slot,
@@ -43,6 +42,7 @@ CONFIG_ERROR = 1
 KILL_GRACE = 5.0  # seconds past a deadline before a worker that did not stop is killed
 CRASH_WINDOW = 5.0  # more than CRASH_LIMIT deaths within it slow respawning down
 CRASH_LIMIT = 5
+MAX_BOOT_RETRY_DELAY = 30.0
 
 
 class StartupError(Exception):
@@ -61,6 +61,8 @@ class WorkerProcess:
     started: float
     worker: Worker  # the object the worker runs (and the hooks receive)
     stopping_since: float = 0.0  # when it was told to stop (0: it was not)
+    reloads_seen: int = 0  # --reload requests of this worker already acted upon
+    was_ready: bool = False  # it has reported READY at least once
 
 
 def configure_logs(config: Config) -> None:
@@ -100,6 +102,7 @@ class Supervisor:
         self.start_cwd = os.getcwd()
         self.pid = os.getpid()
         self.listeners: List[Any] = []
+        self.listener_origin = "bind"  # or "systemd", "reexec"
         self._created: Dict[int, bool] = {}  # listener fd -> created here (unlink unix path)
         self._retired_listeners: List[Any] = []
         self.workers: Dict[int, WorkerProcess] = {}
@@ -114,6 +117,8 @@ class Supervisor:
         self._announced_generation = -1
         self._crashes: List[float] = []
         self._spawn_not_before = 0.0
+        self._boot_failures = 0  # in a row, since the last worker that became ready
+        self._ever_ready = False
         self._wake_r = self._wake_w = -1
         self._select = process.original("select", "select")
         self._spawned = 0
@@ -146,6 +151,9 @@ class Supervisor:
             logs.error_log.error("%s", exc)
             self._cleanup()
             return exc.code
+        except KeyboardInterrupt:  # Ctrl-C while the app preloads
+            self._cleanup()
+            return 0
         try:
             self._loop()
         finally:
@@ -206,6 +214,7 @@ class Supervisor:
         config = self.config
         kind, fds = sockets.take_inherited(os.environ)
         try:
+            self.listener_origin = kind or "bind"
             if kind == "systemd":
                 self.listeners = [sockets.adopt_fd(fd) for fd in fds]
                 self._created = {s.fileno(): False for s in self.listeners}
@@ -213,7 +222,8 @@ class Supervisor:
                 return
             candidates = [sockets.adopt_fd(fd) for fd in fds]
             self.listeners, created = sockets.open_listeners(
-                config.bind, config.backlog, config.reuse_port, candidates)
+                config.bind, config.backlog, config.reuse_port, candidates,
+                in_order=kind == "reexec")
             self._created.update(created)
         except sockets.BindError as exc:
             raise StartupError(str(exc), CONFIG_ERROR) from None
@@ -317,31 +327,43 @@ class Supervisor:
             os.close(self._wake_r)
             for other in self.workers.values():
                 other.slot.close()
+            for listener in self._retired_listeners:  # left by a reload: not this worker's
+                listener.close()
             worker.pid = os.getpid()
+            worker.server = self
             hooks.call(self.config, "post_fork", self, worker)
             code = worker.run()
-            hooks.call(self.config, "worker_exit", self, worker)
+            worker.exit(code)
         finally:
             os._exit(code)
 
     def _manage_workers(self) -> None:
         now = time.monotonic()
         running = [w for w in self.workers.values() if not w.stopping_since]
-        reload_asked = [w for w in running
-                        if w.generation == self.generation and w.slot.state == RELOAD]
-        if reload_asked:
-            logs.error_log.info("Reloading: %s", reload_asked[0].slot.message)
+        asked = None
+        for worker in running:
+            if worker.slot.reload_requests != worker.reloads_seen:
+                worker.reloads_seen = worker.slot.reload_requests
+                if worker.generation == self.generation:
+                    asked = worker
+        if asked is not None:
+            logs.error_log.info("Reloading: %s", asked.slot.message)
             self._reload(signalled=False)
             running = [w for w in self.workers.values() if not w.stopping_since]
         current = [w for w in running
                    if w.generation == self.generation and w.slot.state != RETIRING]
         while len(current) < self.target and now >= self._spawn_not_before:
             current.append(self._spawn())
-        if len(current) > self.target:  # TTOU: the oldest go first
-            for worker in sorted(current, key=lambda w: w.started)[:len(current) - self.target]:
+        if len(current) > self.target:  # TTOU: workers still booting first, then the oldest
+            extra = sorted(current, key=lambda w: (w.slot.state == READY, w.started))
+            for worker in extra[:len(current) - self.target]:
                 self._stop_worker(worker)
                 current.remove(worker)
         ready = [w for w in current if w.slot.state == READY]
+        for worker in ready:
+            if not worker.was_ready:  # a worker that just started: the app loads again
+                worker.was_ready = self._ever_ready = True
+                self._boot_failures = 0
         if len(ready) < len(current) or not current:
             return
         leaving = [w for w in running if w not in current and not w.stopping_since]
@@ -371,11 +393,11 @@ class Supervisor:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             except InterruptedError:
                 continue
             if not pid:
-                return
+                break
             if pid == self.reexec_pid:
                 logs.error_log.warning("The new supervisor (pid:%d) exited with %s; this one "
                                        "keeps serving", pid, describe_exit(status))
@@ -388,7 +410,8 @@ class Supervisor:
                 self._worker_exited(worker, status)
                 worker.slot.close()
                 hooks.call(self.config, "child_exit", self, worker.worker)
-        if not any(w.generation != self.generation for w in self.workers.values()):
+        if self._retired_listeners and not any(w.generation != self.generation
+                                               for w in self.workers.values()):
             for listener in self._retired_listeners:
                 self._close_listener(listener)
             self._retired_listeners = []
@@ -401,16 +424,20 @@ class Supervisor:
         if worker.slot.state in (BOOTING, FAILED) and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
             self._boot_failed(worker, code)
             return
-        self._crashes = [t for t in self._crashes if time.monotonic() - t < CRASH_WINDOW]
-        self._crashes.append(time.monotonic())
-        if len(self._crashes) > CRASH_LIMIT:
-            self._spawn_not_before = time.monotonic() + 1.0
+        self._count_crash()
         if code == WORKER_TIMEOUT:
             logs.error_log.error("Worker (pid:%d) was stopped by its watchdog after a blocked "
                                  "event loop (report above); starting a new one", worker.pid)
         else:
             logs.error_log.error("Worker (pid:%d) died: %s; starting a new one", worker.pid,
                                  describe_exit(status))
+
+    def _count_crash(self) -> None:
+        """Workers that keep dying are replaced more slowly."""
+        self._crashes = [t for t in self._crashes if time.monotonic() - t < CRASH_WINDOW]
+        self._crashes.append(time.monotonic())
+        if len(self._crashes) > CRASH_LIMIT:
+            self._spawn_not_before = time.monotonic() + 1.0
 
     def _boot_failed(self, worker: WorkerProcess, code: int) -> None:
         message = worker.slot.message or "the worker failed to start"
@@ -422,14 +449,24 @@ class Supervisor:
                 if other.generation == self.generation:
                     self._stop_worker(other, signal.SIGKILL)
             new_listeners = self.listeners
-            self.config, self.target, self.generation, self.listeners = self._previous
+            (self.config, self.target, self.generation, self.listeners,
+             self.worker_class) = self._previous
             self._previous = None
             self._retired_listeners = []
             for listener in new_listeners:
                 if listener not in self.listeners:
                     self._close_listener(listener)
             return
-        if not self.stopped:
+        if self._ever_ready:
+            # The app loaded before (a transient failure: a database down at import time):
+            # keep serving with the workers there are, and try again, more and more slowly.
+            self._boot_failures += 1
+            delay = min(0.5 * 2 ** (self._boot_failures - 1), MAX_BOOT_RETRY_DELAY)
+            self._spawn_not_before = time.monotonic() + delay
+            logs.error_log.error("A new worker failed to start: %s; trying again in %gs",
+                                 message, delay)
+            return
+        if not self.stopped:  # at start-up: no fork loop, one line and the exit code
             logs.error_log.error("%s", message)
             self.exit_code = code
             self._stop(graceful=False, quiet=True)
@@ -463,16 +500,22 @@ class Supervisor:
             logs.error_log.info("Handling signal: HUP (reload)")
         hooks.call(self.config, "on_reload", self)
         config = self.config
+        worker_class = self.worker_class
         if self.argv is not None:
             from .cli import UsageError, make_config
 
+            here = os.getcwd()
             try:
+                os.chdir(self.start_cwd)  # where relative paths of the command line started
                 config = make_config(self.argv)
                 config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
-            except (UsageError, SettingError) as exc:
+                worker_class = load_worker_class(config.worker_class)
+            except (UsageError, SettingError, ImportError) as exc:
                 logs.error_log.error("Reload failed: %s; still serving with the current "
                                      "settings", exc)
                 return
+            finally:
+                os.chdir(here)
             try:
                 configure_logs(config)
             except OSError as exc:
@@ -480,7 +523,8 @@ class Supervisor:
                 return
             apply_environment(config)
         listeners = self.listeners
-        if (config.bind, config.backlog, config.reuse_port) != (
+        wanted = (config.bind, config.backlog, config.reuse_port)
+        if self.listener_origin != "systemd" and wanted != (
                 self.config.bind, self.config.backlog, self.config.reuse_port):
             try:
                 listeners, created = sockets.open_listeners(config.bind, config.backlog,
@@ -497,8 +541,10 @@ class Supervisor:
                 if listener not in self.listeners:
                     logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener),
                                         self.pid)
-        self._previous = (self.config, self.target, self.generation, self.listeners)
+        self._previous = (self.config, self.target, self.generation, self.listeners,
+                          self.worker_class)
         self.config = config
+        self.worker_class = worker_class
         self.listeners = listeners
         self.generation += 1
         self._set_target(config.worker_count)
@@ -514,6 +560,8 @@ class Supervisor:
             return
         command = process.reexec_command(self.argv)
         fds = [listener.fileno() for listener in self.listeners]
+        if self.pidfile is not None:
+            self.pidfile.rename(".oldbin")  # before the new supervisor writes its own
         pid = os.fork()
         if pid == 0:
             try:
@@ -521,12 +569,12 @@ class Supervisor:
                 for fd in fds:
                     os.set_inheritable(fd, True)
                 os.chdir(self.start_cwd)
-                os.execve(command[0], command, process.reexec_environ(fds))
+                hooks.call(self.config, "pre_exec", self)
+                os.execve(command[0], command,
+                          process.reexec_environ(fds, self.listener_origin))
             finally:
                 os._exit(WORKER_BOOT_ERROR)
         self.reexec_pid = pid
-        if self.pidfile is not None:
-            self.pidfile.rename(".oldbin")
         logs.error_log.info("Handling signal: USR2: started a new supervisor (pid:%d) on the "
                             "same sockets; send TERM to this one (pid:%d) once it is ready",
                             pid, self.pid)

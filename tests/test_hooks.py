@@ -100,6 +100,9 @@ def test_every_hook_runs_at_its_point(tmp_path):
                                for r in hooks_seen(record, "post_worker_init")))
         os.kill(victim, signal.SIGINT)
         wait_until(lambda: hooks_seen(record, "worker_int"))
+        wait_until(lambda: any(r["worker_pid"] == victim == r["process"]
+                               for r in hooks_seen(record, "worker_exit")),
+                   message="worker_exit on INT")
         time.sleep(0.5)
     records = read_records(record)
     names = [r["hook"] for r in records]

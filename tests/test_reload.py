@@ -34,4 +34,19 @@ def test_editing_the_app_changes_the_response(tmp_path, worker_class):
         count = srv.log.count("Reloading:")
         template.write_text("v2")
         wait_until(lambda: srv.log.count("Reloading:") > count, timeout=10)
-    assert "Reloading: reload_app.py changed" in srv.log or "reload_app.py changed" in srv.log
+    assert "Reloading: reload_app.py changed" in srv.log
+
+
+def test_broken_code_does_not_start_a_fork_loop(tmp_path):
+    (tmp_path / "reload_app.py").write_text(APP.format(body=b"good"))
+    (tmp_path / "helper_module.py").write_text("SUFFIX = b''\n")
+    with Server(["-w", "1", "--reload", "--chdir", str(tmp_path)], app="reload_app:app",
+                env={"PYTHONDONTWRITEBYTECODE": "1"}) as srv:
+        time.sleep(1.1)
+        (tmp_path / "reload_app.py").write_text("import missing_dependency_xyz\n")
+        srv.wait_for_log("Reload failed: importing 'reload_app' failed")
+        time.sleep(2.0)  # a fork loop would fail several times a second meanwhile
+        assert srv.log.count("Reload failed") == 1
+        assert request(srv.port, "GET", "/").body == b"good"
+        (tmp_path / "reload_app.py").write_text(APP.format(body=b"fixed"))
+        wait_until(lambda: request(srv.port, "GET", "/").body == b"fixed", timeout=10)

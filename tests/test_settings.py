@@ -194,6 +194,7 @@ def test_gunicorn_config_file_runs_unchanged(tmp_path):
     (["-w", "many"], "invalid value 'many' for --workers"),
     (["-w", "0"], "expected an integer of at least 1"),
     (["--timeout", "soon"], "invalid value 'soon' for --timeout"),
+    (["--timeout", "0.3"], "at least 1 second"),
     (["--keep-alive", "-1"], "0 or more"),
     (["-b", "nonsense:port"], "the port must be a number"),
     (["-k", "tornado"], "expected gevent, sync or a dotted path"),
@@ -272,6 +273,14 @@ def test_dotted_worker_class_serves():
     with Server(["-k", "geventserve.workers.sync.SyncWorker", "-w", "1"]) as srv:
         response = request(srv.port, "GET", "/")
         assert response.status == 200 and response.header("connection") == "close"
+
+
+def test_port_variable_sets_the_default_bind():
+    out = printed_config(run_cli(["--print-config", "wsgi_app:app"], env={"PORT": "5055"}).stdout)
+    assert out["bind"][0] == ["0.0.0.0:5055"]
+    out = printed_config(run_cli(["--print-config", "-b", "127.0.0.1:1", "wsgi_app:app"],
+                                 env={"PORT": "5055"}).stdout)
+    assert out["bind"][0] == ["127.0.0.1:1"]
 
 
 def test_check_config():

@@ -1,6 +1,7 @@
 """The supervisor: real processes, real signals, real load; every promise counted in failures."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -298,8 +299,8 @@ def test_hup_reloads_new_code_without_failures(tmp_path):
         time.sleep(1.5)
         app.write_text(code.format(v="v2-reloaded"))
         srv.signal(signal.SIGHUP)
-        srv.wait_for_log(r"Ready: 2 worker\(s\) serving", start=0)
-        time.sleep(3.0)
+        wait_until(lambda: srv.log.count("] Ready: 2 worker") >= 2, message="reloaded")
+        time.sleep(2.0)  # keep the load on the new workers for a while
         load.stop()
         assert request(srv.port, "GET", "/").body == b"v2-reloaded"
     assert load.failures == [], load.failures[:5]
@@ -434,3 +435,123 @@ def test_open_files_limit_too_low_is_said():
                 preexec_fn=_limit_open_files(512, 1024)) as srv:
         srv.wait_for_log("The open-files limit is 1024, below the 6128")
         assert request(srv.port, "GET", "/").status == 200
+
+
+def test_hup_with_a_changed_bind(tmp_path):
+    first, second = (_free_port() for _ in range(2))
+    conf = tmp_path / "conf.py"
+    conf.write_text(f"bind = ['127.0.0.1:{first}']\n")
+    with Server(["-c", str(conf), "-w", "1"], bind=[]) as srv:
+        assert request(first, "GET", "/").status == 200
+        conf.write_text(f"bind = ['127.0.0.1:{second}']\n")
+        srv.signal(signal.SIGHUP)
+        wait_until(lambda: _try_get(second, "/"), message="served on the new address")
+        # the old address is closed once its workers are gone: refused, not left hanging
+        wait_until(lambda: _refused(first), message="old address closed")
+        assert srv.proc.poll() is None
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _refused(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_boot_failure_after_start_keeps_serving(tmp_path):
+    flag = tmp_path / "down"
+    with Server(["-w", "1"], app="flaky_app:app", env={"FLAKY_FLAG": str(flag)}) as srv:
+        first = request(srv.port, "GET", "/").text
+        flag.touch()  # the database goes down: new workers cannot import the app
+        srv.signal(signal.SIGTTIN)
+        srv.wait_for_log(r"A new worker failed to start: importing 'flaky_app' failed: "
+                         r"RuntimeError: database down .*; trying again in")
+        for _ in range(10):
+            assert request(srv.port, "GET", "/").text == first  # still served
+        flag.unlink()  # back up: the retry succeeds
+        wait_until(lambda: len(srv.worker_pids()) == 2, timeout=15, message="second worker")
+        assert srv.proc.poll() is None
+    assert srv.log.count("failed to start") < 6  # retried more and more slowly, not in a loop
+
+
+def test_sync_worker_stops_accepting_on_term():
+    """After TERM a sync worker serves only what was already queued: a new connection is
+    refused or answered, never accepted and then cut at the graceful timeout."""
+    with Server(["-k", "sync", "-w", "1", "--graceful-timeout", "3"]) as srv:
+        slow = threading.Thread(target=lambda: request(srv.port, "GET", "/sleep?1", timeout=10))
+        slow.start()
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        outcomes = []
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            try:
+                with Client(srv.port, timeout=5) as client:
+                    client.request("GET", "/pid")
+                    outcomes.append(client.read_response().status)
+            except ConnectionRefusedError:
+                outcomes.append("refused")
+            except (OSError, EOFError) as exc:
+                outcomes.append(repr(exc))
+            time.sleep(0.05)
+        slow.join(10)
+        assert srv.wait(15) == 0
+    assert all(o in (200, "refused") for o in outcomes), outcomes
+
+
+def test_usr1_reopens_captured_output(tmp_path):
+    log = tmp_path / "error.log"
+    with Server(["-w", "1", "--error-logfile", str(log), "--capture-output"],
+                app="print_app:app", wait=False) as srv:
+        wait_until(lambda: log.exists() and "Ready:" in log.read_text(), timeout=15)
+        port = int(re.search(r"Listening at: http://127.0.0.1:(\d+)", log.read_text()).group(1))
+        os.rename(log, tmp_path / "error.log.1")
+        srv.signal(signal.SIGUSR1)
+
+        def printed_into_new_file():
+            request(port, "GET", "/")
+            return log.exists() and "printed by the app" in log.read_text()
+
+        wait_until(printed_into_new_file, message="the app's print in the reopened file")
+    assert srv.proc.returncode is not None
+
+
+def test_usr2_keeps_systemd_sockets():
+    listeners = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        listeners.append(sock)
+    ports = [s.getsockname()[1] for s in listeners]
+    fds = [s.fileno() for s in listeners]
+    env = dict(os.environ, PYTHONPATH=APPS, LISTEN_FDS="2")
+    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+                "os.environ['LISTEN_PID'] = str(os.getpid()); "
+                "os.execv(sys.executable, [sys.executable] + sys.argv[3:])")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, str(fds[0]), str(fds[1]), "-m",
+                             "geventserve", "-w", "1", "wsgi_app:app"], cwd=APPS, env=env,
+                            pass_fds=fds, stderr=subprocess.DEVNULL, start_new_session=True)
+    for sock in listeners:
+        sock.close()
+    try:
+        for port in ports:
+            wait_until(lambda p=port: _try_get(p, "/"), message=f"port {port}")
+        os.kill(proc.pid, signal.SIGUSR2)
+        new_master = wait_until(lambda: [p for p in children(proc.pid)
+                                         if children(p)], message="new supervisor")[0]
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(15) == 0
+        for port in ports:  # both still served, by the new supervisor's worker
+            assert wait_until(lambda p=port: _try_get(p, "/pid"), timeout=10).text == \
+                str(children(new_master)[0])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)

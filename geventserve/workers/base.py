@@ -29,10 +29,11 @@ WORKER_BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
 
 # Worker states in the slot.
-BOOTING, READY, RETIRING, FAILED, RELOAD = 0, 1, 2, 3, 4
+BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 
 _SLOT_SIZE = 4096
 _HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
+_RELOADS = struct.Struct("I")  # at offset 12: how many reloads the worker asked for
 _MESSAGE_AT = 16
 
 
@@ -57,13 +58,21 @@ class Slot:
         return self._mem[8]
 
     def fail(self, message: str) -> None:
-        self.request(message, FAILED)
+        self._write_message(message)
+        self.beat(FAILED)
 
-    def request(self, message: str, state: int) -> None:
-        """Set a state that comes with a one-line message for the supervisor."""
+    def ask_reload(self, message: str) -> None:
+        """--reload: ask the supervisor for a reload (it compares the count with the last)."""
+        self._write_message(message)
+        _RELOADS.pack_into(self._mem, 12, self.reload_requests + 1)
+
+    @property
+    def reload_requests(self) -> int:
+        return _RELOADS.unpack_from(self._mem, 12)[0]
+
+    def _write_message(self, message: str) -> None:
         data = message.encode("utf-8", "replace")[:_SLOT_SIZE - _MESSAGE_AT - 1]
         self._mem[_MESSAGE_AT:_MESSAGE_AT + len(data) + 1] = data + b"\0"
-        self.beat(state)
 
     @property
     def message(self) -> str:
@@ -94,7 +103,9 @@ class Worker:
         self.alive = True
         self.pid: Optional[int] = None  # known once forked
         self.ppid = os.getpid()  # created in the supervisor
+        self.server: Any = None  # the supervisor object (for the worker_exit hook)
         self.service: Any = None
+        self._exiting = False
 
     # names that gunicorn hooks use
     @property
@@ -108,7 +119,7 @@ class Worker:
     # -- lifecycle --------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Entry point in the child process; returns the exit code."""
+        """Entry point in the child process; returns the exit code (see exit())."""
         self.pid = os.getpid()
         code = 0
         try:
@@ -126,9 +137,25 @@ class Worker:
                 pass
         return code
 
+    def exit(self, code: int) -> None:
+        """End the worker process now, running the worker_exit hook once."""
+        if not self._exiting:
+            self._exiting = True
+            hooks.call(self.config, "worker_exit", self.server, self)
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os._exit(code)
+
     def _run(self) -> int:
-        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH):
-            signal.signal(sig, signal.SIG_IGN)  # the supervisor's signals, not ours
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH,
+                    signal.SIGUSR1):
+            signal.signal(sig, signal.SIG_IGN)  # the supervisor's signals (USR1: once serving)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            # While booting there is nothing to finish; QUIT would otherwise dump core.
+            signal.signal(sig, lambda *args: os._exit(0))
         process.set_title("worker", self.config.proc_name or self.config.wsgi_app or "app")
         try:
             self.setup()
@@ -149,6 +176,10 @@ class Worker:
             self.service = self.make_service(self.task_getter())
         except ValueError as exc:  # TLS files that do not load
             self.slot.fail(str(exc))
+            return WORKER_BOOT_ERROR
+        except Exception as exc:  # an ssl_context hook that fails
+            self.slot.fail(f"worker failed to start: {type(exc).__name__}: {exc}")
+            logs.error_log.debug("worker set-up failed", exc_info=True)
             return WORKER_BOOT_ERROR
         if config.max_requests:
             self.service.request_limit = (config.max_requests
@@ -171,7 +202,7 @@ class Worker:
         self.slot.beat(READY)
         self.notify()
         Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
-                 before_exit=lambda: hooks.call(config, "worker_abort", self)).start()
+                 self._aborted).start()
         self.serve()
         return 0
 
@@ -189,14 +220,18 @@ class Worker:
 
     def request_reload(self, changed: str) -> None:
         """--reload: a source file changed; the supervisor reloads all workers."""
-        if self.slot.state == READY:
-            self.slot.request(f"{changed} changed", RELOAD)
-            self.notify()
+        self.slot.ask_reload(f"{changed} changed")
+        self.notify()
 
     def fast_stop(self, *args: Any) -> None:
         """INT or QUIT: stop at once."""
         hooks.call(self.config, "worker_int", self)
-        os._exit(0)
+        self.exit(0)
+
+    def _aborted(self, code: int) -> None:
+        """The watchdog ends this worker (its event loop is blocked)."""
+        hooks.call(self.config, "worker_abort", self)
+        self.exit(code)
 
     def retire(self) -> None:
         """Ask to be replaced (--max-requests): keep serving until the replacement is ready."""

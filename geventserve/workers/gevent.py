@@ -51,19 +51,30 @@ class ReadinessOrder:
 
     def __init__(self) -> None:
         import gevent
-        from gevent._waiter import Waiter
+        from gevent.hub import Waiter
 
         self._loop = gevent.get_hub().loop
         self._waiter = Waiter
         self._woken: List[Any] = []
 
+    @staticmethod
+    def _wait_readable(sock: Any) -> None:
+        try:
+            wait, event = sock._wait, sock._read_event  # the wait gevent's recv() does itself
+        except AttributeError:  # another gevent: its public (slower) equivalent
+            from gevent.socket import wait_read
+
+            wait_read(sock.fileno())
+            return
+        wait(event)
+
     def wait(self, sock: Any) -> None:
-        sock._wait(sock._read_event)  # gevent's own wait: the one its recv() uses after EAGAIN
+        self._wait_readable(sock)
         self._take_turn()
 
     def wait_tls(self, sock: Any) -> None:
         if not sock.pending():  # decrypted bytes already buffered: readable without the socket
-            sock._wait(sock._read_event)
+            self._wait_readable(sock)
         self._take_turn()
 
     def _take_turn(self) -> None:

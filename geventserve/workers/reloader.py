@@ -45,7 +45,8 @@ def _mtime(path: str) -> Optional[float]:
 
 
 class Reloader:
-    """Calls ``on_change(path)`` once, when a watched file changes, appears or disappears."""
+    """Calls ``on_change(path)`` when a watched file changes, appears or disappears (again
+    for each further change: a reload that fails leaves this worker serving)."""
 
     def __init__(self, extra_files: Iterable[str], on_change: Callable[[str], None]) -> None:
         self.extra_files = list(extra_files)
@@ -62,6 +63,8 @@ class Reloader:
         while True:
             time.sleep(INTERVAL)
             for path, mtime in seen.items():
-                if _mtime(path) != mtime:
+                now = _mtime(path)
+                if now != mtime:
+                    seen[path] = now
                     self.on_change(os.path.relpath(path))
-                    return
+                    break

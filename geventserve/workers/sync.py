@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import time
 from typing import Any
 
 from .. import logs
@@ -59,23 +60,33 @@ class SyncWorker(Worker):
                 beat()
                 if not self.alive:
                     break
-        # Take what is already queued (closing a listener with a queue resets it), then stop.
+        # Closing a listener with connections queued would reset them: take those first (only
+        # those: the listener is closed before any of them is served), then serve them.
+        queued = []
         for listener in listeners:
-            while self._serve_one(listener):
-                pass
+            while True:
+                try:
+                    sock, peer = listener.accept()
+                except OSError:
+                    break
+                queued.append((sock, peer, listener))
             listener.close()
+        for sock, peer, listener in queued:
+            sock.setblocking(True)
+            self.service.serve(sock, peer, listener)
 
-    def _serve_one(self, listener: Any) -> bool:
+    def _serve_one(self, listener: Any) -> None:
         try:
             sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return False  # another worker took it
+            return  # another worker took it
         except OSError as exc:
-            logs.error_log.error("cannot accept connections: %s", exc.strerror)
-            return False
+            logs.error_log.error("cannot accept connections: %s; raise the open-files limit "
+                                 "(ulimit -n)", exc.strerror)
+            time.sleep(0.5)  # the connection stays queued: do not spin on it
+            return
         sock.setblocking(True)
         self.service.serve(sock, peer, listener)
-        return True
 
     def graceful_stop(self, *args: Any) -> None:
         self.alive = False
@@ -85,4 +96,4 @@ class SyncWorker(Worker):
 
     def _graceful_timeout(self, *args: Any) -> None:
         self.log_cut_requests()
-        os._exit(0)
+        self.exit(0)

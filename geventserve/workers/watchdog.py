@@ -32,11 +32,11 @@ class Watchdog:
 
     def __init__(self, last_beat: Callable[[], float], timeout: float,  # in the main thread
                  describe: Callable[[object], Optional[str]],
-                 before_exit: Optional[Callable[[], None]] = None) -> None:
+                 end: Callable[[int], None]) -> None:
         self.last_beat = last_beat
         self.timeout = timeout
         self.describe = describe  # (main thread's frame) -> "GET /path (running 2.1s)" or None
-        self.before_exit = before_exit
+        self.end = end  # ends the process with the exit code given
         self.main_ident = _get_ident()  # the native thread id: gevent's would be a greenlet's
 
     def start(self) -> None:
@@ -51,12 +51,10 @@ class Watchdog:
             silent = monotonic() - self.last_beat()
             if silent > self.timeout:
                 self.report(silent)
-                if self.before_exit is not None:
-                    try:
-                        self.before_exit()
-                    except Exception:
-                        logs.error_log.exception("worker_abort hook failed")
-                os._exit(WORKER_TIMEOUT)
+                try:
+                    self.end(WORKER_TIMEOUT)
+                finally:
+                    os._exit(WORKER_TIMEOUT)
 
     def report(self, silent: float) -> None:
         frame = sys._current_frames().get(self.main_ident)
