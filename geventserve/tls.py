@@ -43,9 +43,3 @@ def server_context(certfile: str, keyfile: Optional[str], ca_certs: Optional[str
     except NotImplementedError:
         pass
     return context
-
-
-_PLAIN_BODY = b"400 Bad Request: this port speaks HTTPS, not plain HTTP.\n"
-PLAIN_HTTP_ON_TLS_PORT = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
-                          % (len(_PLAIN_BODY), _PLAIN_BODY))

@@ -241,8 +241,8 @@ def test_empty_response_has_zero_length(server):
     assert response.header("content-length") == "0" and response.body == b""
 
 
-@pytest.mark.parametrize("code", ["204", "304", "100"])
-def test_no_body_for_1xx_204_304(gevent_server, code):
+@pytest.mark.parametrize("code", ["204", "304"])
+def test_no_body_for_204_304(gevent_server, code):
     with Client(gevent_server.port) as client:
         client.request("GET", f"/status?{code}")
         response = client.read_response()
@@ -254,6 +254,30 @@ def test_no_body_for_1xx_204_304(gevent_server, code):
             assert response.header("content-length") == "4"
         client.request("GET", "/pid")  # nothing of the app's body was written in between
         assert client.read_response().body.isdigit()
+
+
+@pytest.mark.parametrize("code", ["100", "103"])
+def test_1xx_status_from_the_app_is_refused(gevent_server, code):
+    """A 1xx is never a final response: sent as one, the client would take the next response
+    for this request's."""
+    with Client(gevent_server.port) as client:
+        client.request("GET", f"/status?{code}")
+        assert client.read_response().status == 500
+    gevent_server.wait_for_log("a 1xx status cannot be the response")
+
+
+def test_head_of_a_streamed_flask_response_has_no_length():
+    """Flask (werkzeug) returns no body for HEAD: the server must not say Content-Length: 0
+    where GET sends a body (RFC 9110 8.6)."""
+    from helpers import Server
+
+    with Server(["-w", "1"], app="flask_app:app") as srv, Client(srv.port) as client:
+        client.request("HEAD", "/stream")
+        head = client.read_response("HEAD")
+        assert head.status == 200
+        assert head.header("content-length") is None
+        client.request("GET", "/stream")
+        assert client.read_response().body.startswith(b"line 0")
 
 
 def test_body_longer_than_content_length_is_cut(gevent_server):
@@ -305,6 +329,17 @@ def test_partly_read_chunked_body_is_drained(gevent_server):
                     b"5\r\nabcde\r\n0\r\n\r\nGET /pid HTTP/1.1\r\nHost: a\r\n\r\n")
         assert client.read_response().body == b"read some"
         assert client.read_response().body.isdigit()
+
+
+def test_unread_large_upload_gets_its_response_not_a_reset(server):
+    """The app answers without reading a 64 MB upload (a 401, a 413): a client that sends it
+    all before it reads must get that response, not a connection reset."""
+    with Client(server.port, timeout=20) as client:
+        client.send(b"POST /ignore-body HTTP/1.1\r\nHost: a\r\nContent-Length: 64000000\r\n\r\n"
+                    + b"x" * 64_000_000)
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"ignored"
+        assert response.header("connection") == "close"
 
 
 def test_huge_unread_body_closes_instead_of_draining(gevent_server):

@@ -34,6 +34,9 @@ BAD_REQUESTS = {
         b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400),
     "transfer-encoding unknown coding": (
         b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n0\r\n\r\n", 400),
+    "transfer-encoding gzip then chunked, in two fields": (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     "transfer-encoding gzip alone": (
         b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400),
     "transfer-encoding on HTTP/1.0": (
@@ -139,6 +142,18 @@ def test_field_over_size_limit_is_431(server):
     assert request(server.port, "GET", "/pid", headers=[("X-Big", "v" * 8190)]).status == 431
     # name + ": "... fits: len("X-Big") + 2 + value = 8190
     assert request(server.port, "GET", "/pid", headers=[("X-Big", "v" * (8190 - 7))]).status == 200
+
+
+def test_head_limit_counts_only_the_head():
+    """A body or pipelined requests that arrive with a small head do not count as head."""
+    from helpers import Server
+
+    with Server(["-w", "1", "--limit-request-fields", "5", "--limit-request-field-size", "100"]) as srv:
+        response = request(srv.port, "POST", "/echo", body=b"x" * 10_000)
+        assert response.status == 200 and len(response.body) == 10_000
+        with Client(srv.port) as client:
+            client.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n" * 300)
+            assert all(client.read_response().status == 200 for _ in range(300))
 
 
 def test_endless_header_is_cut(server):

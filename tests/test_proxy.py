@@ -92,3 +92,18 @@ def test_script_name_from_the_environment():
 def test_raw_env_reaches_the_app():
     with Server(["-w", "1", "-e", "GREETING=hello there", "--env", "OTHER=2"]) as srv:
         assert environ(srv.port)["GREETING"] == "hello there"
+
+
+def test_script_name_header_from_a_trusted_proxy(default_server):
+    env = environ(default_server.port, [("SCRIPT_NAME", "/mounted")], path="/mounted/environ")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/mounted", "/environ")
+
+
+def test_script_name_header_from_another_peer_is_dropped(default_server):
+    env = environ(default_server.port, [("SCRIPT_NAME", "/mounted")], source="127.0.0.2",
+                  path="/environ")
+    assert env["SCRIPT_NAME"] == "" and "HTTP_SCRIPT_NAME" not in env
+
+
+def test_x_forwarded_protocol_ssl(default_server):
+    assert environ(default_server.port, [("X-Forwarded-Protocol", "ssl")])["wsgi.url_scheme"] == "https"

@@ -1,7 +1,6 @@
 """The WSGI layer (PEP 3333): environ, wsgi.input, start_response, write, close, errors."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -179,7 +178,7 @@ def test_close_called_after_error_in_iteration(server):
     before = int(request(server.port, "GET", "/closed-count").text)
     with Client(server.port) as client:
         client.request("GET", "/error-after")
-        client.closed_by_server()
+        assert client.closed_by_server()
     assert int(request(server.port, "GET", "/closed-count").text) == before + 1
 
 
@@ -241,6 +240,12 @@ def test_invalid_status_gives_500(server, kind):
     assert b"X: y" not in response.raw_head
 
 
+def test_namedtuple_headers_and_str_subclasses_are_accepted(server):
+    response = request(server.port, "GET", "/odd-headers")
+    assert response.status == 200
+    assert (response.header("x-named"), response.header("x-safe")) == ("tuple", "str")
+
+
 def test_non_bytes_body_gives_500(server):
     assert request(server.port, "GET", "/not-bytes").status == 500
 
@@ -291,9 +296,10 @@ def test_file_wrapper_uses_sendfile(worker_class):
     assert sum(int(line.rsplit("=", 1)[1]) for line in calls if "EAGAIN" not in line) == 4000000
 
 
-def test_head_with_file_wrapper(server):
-    with Client(server.port) as client:
+def test_head_with_file_wrapper(gevent_server):
+    with Client(gevent_server.port) as client:
         client.request("HEAD", "/file?1000")
         response = client.read_response("HEAD")
         assert response.header("content-length") == "1000"
-    assert os.path.exists("/proc")
+        client.request("GET", "/pid")  # no byte of the file came between the two
+        assert client.read_response().body.isdigit()

@@ -76,7 +76,8 @@ def _take(body: bytearray, size: int) -> bytes:
         data = bytes(body)
         body.clear()
         return data
-    data = bytes(body[:size])
+    with memoryview(body) as view:
+        data = bytes(view[:size])  # one copy (body[:size] would make two)
     del body[:size]
     return data
 

@@ -17,7 +17,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .. import logs
-from .errors import BodyTimeout, HTTPError, MalformedBody, RequestTimeout, TruncatedBody
+from .errors import BadRequest, BodyTimeout, HTTPError, MalformedBody, RequestTimeout, TruncatedBody
 from .parser import Request, RequestParser
 from .response import CONTINUE, error_response
 
@@ -31,9 +31,10 @@ PEEK_LIMIT = 64 * 1024
 # A body up to this size is copied into one buffer with its head; a larger one is sent as is.
 COPY_LIMIT = 16 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
-# After an error response, how long and how much client input is read and dropped before close.
-LINGER_SECONDS = 1.0
-LINGER_LIMIT = 1024 * 1024
+# After an error response (or an unread body), how long client input is read and dropped before
+# the close; it stops sooner once the client is quiet for LINGER_QUIET seconds.
+LINGER_SECONDS = 2.0
+LINGER_QUIET = 0.2
 _socket_timeout = socket.timeout
 
 
@@ -119,7 +120,10 @@ class Connection:
             self.response_started = False
             keep_alive = handle(self, request)
             self.request = None
-            if not keep_alive or (not request.complete and not self._drain(request)):
+            if not request.complete and (not keep_alive or not self._drain(request)):
+                self.broken = True  # body bytes may still come: linger before closing
+                return
+            if not keep_alive:
                 return
             if ready or parser.in_head:
                 self._head_deadline = monotonic() + service.header_timeout
@@ -128,7 +132,7 @@ class Connection:
 
     def _start_tls(self, context: Any) -> bool:
         """The TLS handshake, under the head deadline so that a silent client cannot hold on."""
-        from ..tls import PLAIN_HTTP_ON_TLS_PORT, TLS_RECORD_HANDSHAKE
+        from ..tls import TLS_RECORD_HANDSHAKE
 
         self._arm(self.service.header_timeout)
         try:
@@ -137,7 +141,8 @@ class Connection:
                 return False
             if first[0] != TLS_RECORD_HANDSHAKE:
                 if first.isalpha():  # a plain HTTP request line
-                    self.send(PLAIN_HTTP_ON_TLS_PORT)
+                    self.send(error_response(BadRequest("this port speaks HTTPS, not plain "
+                                                        "HTTP")))
                     self.broken = True
                 return False
             self._arm(self.service.header_timeout)
@@ -393,24 +398,27 @@ class Connection:
             pass
 
     def _linger(self) -> None:
-        """After an error response, read and drop what the client still sends for a moment.
+        """After an error response (or one that left the body unread), read and drop what the
+        client still sends, for a moment.
 
         Closing with unread input makes the kernel reset the connection, and a reset can
-        destroy the response before the client has read it.
+        destroy the response before the client has read it: a client that sends its whole
+        upload before it reads would see an error instead of the answer.
         """
         sock = self.sock
         try:
             sock.shutdown(socket.SHUT_WR)
             deadline = monotonic() + LINGER_SECONDS
-            dropped = 0
-            while dropped < LINGER_LIMIT:
+            while True:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     return
-                self._set_socket_timeout(min(remaining, 0.2))
-                data = sock.recv(65536)
-                if not data:
+                quiet = min(remaining, LINGER_QUIET)
+                self._set_socket_timeout(quiet)
+                self._arm(quiet)
+                if not sock.recv_into(self.service.buffer):
                     return
-                dropped += len(data)
         except (OSError, ValueError):
             return
+        finally:
+            self.deadline = 0.0

@@ -53,7 +53,8 @@ class Request:
     """One request: its head as received and its body as it arrives."""
 
     __slots__ = ("method", "target", "version", "headers", "host", "keep_alive", "chunked",
-                 "content_length", "expect_continue", "body", "complete", "discard", "received")
+                 "content_length", "expect_continue", "body", "complete", "discard", "received",
+                 "script_name")
 
     def __init__(self) -> None:
         self.method = ""
@@ -74,6 +75,9 @@ class Request:
         self.discard = False
         #: body bytes received so far
         self.received = 0
+        #: a SCRIPT_NAME header (underscored, so not among ``headers``): believed only from a
+        #: trusted proxy, as gunicorn does
+        self.script_name: Optional[bytes] = None
 
     @property
     def has_body(self) -> bool:
@@ -129,7 +133,7 @@ class RequestParser:
         if self._stopped or self.error is not None:
             return
         at_boundary = self._request is None
-        if at_boundary or self._in_head:
+        if self._in_head:  # a head spread over several reads: bounded in total
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
                 self._fail(HeaderFieldsTooLarge("the request head is larger than the limits "
@@ -156,6 +160,7 @@ class RequestParser:
     def on_message_begin(self) -> None:
         self._request = Request()
         self._in_head = True
+        self._head_bytes = 0
         self._url_parts = []
         self._url_budget = -1
         self._fields = self._hosts = 0
@@ -178,16 +183,18 @@ class RequestParser:
         if (self._fields > self._fields_limit
                 or len(name) + len(value) + 2 > self._field_size_limit):
             self._field_over_limit(name)
-        if _UNDERSCORE in name:
-            return  # so that X_Forwarded_For can never pose as X-Forwarded-For
+        if _UNDERSCORE in name:  # so that X_Forwarded_For can never pose as X-Forwarded-For
+            if name.lower() == b"script_name":
+                self._request.script_name = value.strip()  # type: ignore[union-attr]
+            return
         value = value.rstrip(b" \t")  # llhttp strips the OWS before a value, not after it
         if len(name) in _SPECIAL_LENGTHS:  # spares lower() for most fields
             lname = name.lower()
             if lname == _HOST_NAME:
                 self._hosts += 1
                 self._request.host = value  # type: ignore[union-attr]
-            elif lname == _TE_NAME:
-                self._te = value
+            elif lname == _TE_NAME:  # several fields are one list (RFC 9110 5.3)
+                self._te = value if self._te is None else self._te + b"," + value
             elif lname == _CL_NAME:
                 self._cl = value
             elif lname == _EXPECT_NAME:
@@ -227,8 +234,9 @@ class RequestParser:
         elif request.host not in _VALID_HOSTS:
             if not _HOST.fullmatch(request.host):  # type: ignore[arg-type]
                 self._raise(BadRequest("invalid Host header"))
-            if len(_VALID_HOSTS) < 1024:
-                _VALID_HOSTS.add(request.host)
+            if len(_VALID_HOSTS) >= 1024:
+                _VALID_HOSTS.clear()
+            _VALID_HOSTS.add(request.host)
         te = self._te
         if te is not None:
             if version == "1.0":

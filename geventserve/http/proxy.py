@@ -55,7 +55,8 @@ class TrustedProxies:
             scheme = proto.split(",", 1)[0].strip().lower()
             if scheme in ("http", "https"):
                 environ["wsgi.url_scheme"] = scheme
-        elif environ.get("HTTP_X_FORWARDED_SSL", "").strip().lower() == "on":
+        elif (environ.get("HTTP_X_FORWARDED_SSL", "").strip().lower() == "on"
+              or environ.get("HTTP_X_FORWARDED_PROTOCOL", "").strip().lower() == "ssl"):
             environ["wsgi.url_scheme"] = "https"
 
 

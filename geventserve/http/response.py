@@ -39,19 +39,20 @@ def header_kind(name: object) -> int:
     kind = _NAME_KINDS.get(name)  # type: ignore[arg-type]
     if kind is not None:
         return kind
-    if type(name) is not str:
+    if not isinstance(name, str):
         raise TypeError(f"header name {name!r} is a {type(name).__name__}, not a str")
     if not _TOKEN.fullmatch(name):
         raise ValueError(f"header name {name!r} is not a valid token")
     kind = _SPECIAL_KINDS.get(name.lower(), PLAIN)
-    if len(_NAME_KINDS) < _CACHE_LIMIT:
-        _NAME_KINDS[name] = kind
+    if len(_NAME_KINDS) >= _CACHE_LIMIT:
+        _NAME_KINDS.clear()
+    _NAME_KINDS[name] = kind
     return kind
 
 
 def check_value(name: str, value: object) -> None:
     """Refuse a header value that is not a latin-1 str without control characters."""
-    if type(value) is not str:
+    if not isinstance(value, str):
         raise TypeError(f"value of header {name!r} is a {type(value).__name__}, not a str")
     if value.isascii() and value.isprintable():
         return
@@ -76,10 +77,14 @@ def status_line(status: object) -> Tuple[int, bytes]:
             and (len(status) == 3 or status[3] == " ")):
         raise ValueError(f"status {status!r} is not of the form '200 OK'")
     check_value("status", status)
+    if status[0] == "1":
+        raise ValueError(f"status {status!r}: a 1xx status cannot be the response (the server "
+                         "sends 100 Continue itself)")
     line = status if len(status) > 3 else status + " "
     result = (int(status[:3]), b"HTTP/1.1 " + line.encode("latin-1") + b"\r\n")
-    if len(_STATUS_LINES) < _CACHE_LIMIT:
-        _STATUS_LINES[status] = result
+    if len(_STATUS_LINES) >= _CACHE_LIMIT:
+        _STATUS_LINES.clear()
+    _STATUS_LINES[status] = result
     return result
 
 
@@ -97,28 +102,27 @@ def date_header() -> bytes:
     return _date_header
 
 
-def error_response(error: HTTPError, keep_alive: bool = False) -> bytes:
-    """A complete plain-text response for an error the server answers by itself."""
-    body = f"{error.status} {error.reason}: {error.detail}\n".encode("utf-8", "replace")
-    head = [b"HTTP/1.1 %d %s\r\n" % (error.status, error.reason.encode()),
+def error_response(error: HTTPError) -> bytes:
+    """A complete plain-text response for an error the server answers by itself; the
+    connection is closed after it."""
+    return _plain_response(error.status, error.reason,
+                           f"{error.status} {error.reason}: {error.detail}\n".encode("utf-8",
+                                                                                   "replace"))
+
+
+def internal_error_response() -> bytes:
+    return _plain_response(500, "Internal Server Error",
+                           b"500 Internal Server Error: the application failed; see the "
+                           b"server's error log.\n")
+
+
+def _plain_response(status: int, reason: str, body: bytes) -> bytes:
+    head = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode()),
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
-            b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n",
+            b"Connection: close\r\n",
             date_header(), SERVER_HEADER, b"\r\n"]
     return b"".join(head) + body
-
-
-INTERNAL_ERROR_BODY = (b"500 Internal Server Error: the application failed; see the server's "
-                       b"error log.\n")
-
-
-def internal_error_response(keep_alive: bool = False) -> bytes:
-    head = [b"HTTP/1.1 500 Internal Server Error\r\n",
-            b"Content-Type: text/plain; charset=utf-8\r\n",
-            b"Content-Length: %d\r\n" % len(INTERNAL_ERROR_BODY),
-            b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n",
-            date_header(), SERVER_HEADER, b"\r\n"]
-    return b"".join(head) + INTERNAL_ERROR_BODY
 
 
 def parse_content_length(value: str) -> int:

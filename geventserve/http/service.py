@@ -58,8 +58,11 @@ class Service:
         self.view = memoryview(self.buffer)
         self.tls_context = None
         if config.certfile:
-            self.tls_context = tls.server_context(config.certfile, config.keyfile,
-                                                  config.ca_certs, config.cert_reqs)
+            def default_context() -> Any:
+                return tls.server_context(config.certfile, config.keyfile, config.ca_certs,
+                                          config.cert_reqs)
+            hook = config.values.get("ssl_context")
+            self.tls_context = hook(config, default_context) if hook else default_context()
         self.use_sendfile = self.tls_context is None  # sendfile(2) cannot encrypt
         self.proxies = TrustedProxies(config.forwarded_allow_ips)
         self.handle_request = wsgi.handle

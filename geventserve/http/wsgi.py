@@ -56,8 +56,9 @@ def _environ_key(name: bytes) -> str:
         key = name.decode("latin-1").upper().replace("-", "_")
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key
-        if len(_ENVIRON_KEYS) < _KEY_CACHE_LIMIT:
-            _ENVIRON_KEYS[name] = key
+        if len(_ENVIRON_KEYS) >= _KEY_CACHE_LIMIT:
+            _ENVIRON_KEYS.clear()  # header names a client made up: start afresh
+        _ENVIRON_KEYS[name] = key
     return key
 
 
@@ -144,6 +145,8 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
         environ[key] = text
     if conn.trusted_proxy:
         conn.service.proxies.apply(environ)
+        if request.script_name and request.script_name[:1] == b"/":
+            environ["SCRIPT_NAME"] = request.script_name.rstrip(b"/").decode("latin-1")
     host = environ.get("HTTP_HOST")
     if host:
         scheme = environ["wsgi.url_scheme"]
@@ -169,15 +172,16 @@ def _split_host(host: str, scheme: str) -> Tuple[str, str]:
         result = (name, port or ("443" if scheme == "https" else "80"))
     else:
         result = (host, "443" if scheme == "https" else "80")
-    if len(_HOSTS) < 1024:
-        _HOSTS[(host, scheme)] = result
+    if len(_HOSTS) >= 1024:
+        _HOSTS.clear()
+    _HOSTS[(host, scheme)] = result
     return result
 
 
 class Exchange:
     """The response to one request: start_response, write, and the framing decisions."""
 
-    __slots__ = ("conn", "request", "environ", "status", "code", "headers", "app_headers",
+    __slots__ = ("conn", "request", "status", "code", "headers", "app_headers",
                  "content_length", "app_close", "has_date", "has_server", "head_sent", "chunked",
                  "close", "body_allowed", "sent", "to_send")
 
@@ -219,7 +223,7 @@ class Exchange:
         app_close = has_date = has_server = False
         known_lines = _HEADER_LINES
         for item in headers:
-            if type(item) is tuple:
+            if isinstance(item, tuple):
                 try:
                     cached = known_lines.get(item)
                 except TypeError:  # an unhashable value: refused below
@@ -253,7 +257,9 @@ class Exchange:
                 elif kind == SERVER:
                     has_server = True
             header_line = f"{name}: {value}\r\n".encode("latin-1")
-            if not kind and type(item) is tuple and len(known_lines) < _HEADER_LINES_LIMIT:
+            if not kind and isinstance(item, tuple) and name.lower() != "set-cookie":
+                if len(known_lines) >= _HEADER_LINES_LIMIT:
+                    known_lines.clear()  # values that vary per response: start afresh
                 known_lines[item] = header_line  # validated: next time, no checks
             parts.append(header_line)
         self.status = status
@@ -303,7 +309,9 @@ class Exchange:
                  or conn.service.stopping or not conn.service.keepalive)
         if length is None:
             if code >= 200 and code != 204 and code != 304 and (final or not body_allowed):
-                if final:
+                # The length of the whole body, known; not for a HEAD whose app sent no body
+                # (Flask does so): that would say 0 where GET sends a body.
+                if final and (body or request.method != "HEAD"):
                     length = len(body)
                     extra.append(b"Content-Length: %d\r\n" % length)
             elif body_allowed:

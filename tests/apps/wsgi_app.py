@@ -147,6 +147,14 @@ def app(environ, start_response):
         start_response("200 OK", [])
         start_response("200 OK", [])
         return [b"twice"]
+    if path == "/odd-headers":
+        from collections import namedtuple
+
+        class Safe(str):  # like Django's SafeString
+            pass
+        Header = namedtuple("Header", "name value")
+        start_response("200 OK", [Header("X-Named", "tuple"), (Safe("X-Safe"), Safe("str"))])
+        return [b"odd but valid"]
     if path == "/bad-header":
         kind = query
         headers = {"crlf": [("X-Bad", "a\r\nInjected: yes")],
