@@ -187,6 +187,23 @@ def test_no_100_continue_for_http10(gevent_server):
         assert response.status == 200 and response.body == b"hi"
 
 
+@pytest.mark.parametrize("expect", [b"100-continue, ", b"100-CONTINUE,100-continue"])
+def test_100_continue_in_a_list(server, expect):
+    with Client(server.port) as client:
+        client.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                    b"Expect: " + expect + b"\r\n\r\n")
+        assert client.read_response().status == 100
+        client.send(b"hello")
+        assert client.read_response().body == b"hello"
+
+
+def test_empty_expect_is_no_expectation(server):
+    with Client(server.port) as client:
+        client.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect:\r\n\r\nhi")
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"hi"
+
+
 def test_no_100_continue_when_body_already_sent(server):
     with Client(server.port) as client:
         client.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"

@@ -79,6 +79,23 @@ BAD_REQUESTS = {
     "lower-case version": (b"GET /pid http/1.1\r\nHost: a\r\n\r\n", 400),
     "two-digit minor version": (b"GET /pid HTTP/1.10\r\nHost: a\r\n\r\n", 400),
     "garbage": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+    # request-target forms (RFC 9112 3.2)
+    "asterisk-form with GET": (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    "absolute-form with another scheme": (b"GET ftp://a/pid HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    "absolute-form with user information": (
+        b"GET http://user:pw@a/pid HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    "absolute-form with a port over 65535": (
+        b"GET http://a:65536/pid HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    "absolute-form without a host": (b"GET http:///pid HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    "authority-form with GET": (b"GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    # protocols llhttp also parses
+    "RTSP/1.0 request line": (b"GET /pid RTSP/1.0\r\nHost: a\r\n\r\n", 505),
+    "RTSP/1.1 request line": (b"OPTIONS /pid RTSP/1.1\r\nHost: a\r\n\r\n", 505),
+    "ICE/1.0 request line": (b"SOURCE /pid ICE/1.0\r\nHost: a\r\n\r\n", 505),
+    # trailer section
+    "too many trailer fields": (chunked(b"3\r\nabc\r\n0\r\n" + b"X-T: 1\r\n" * 101 + b"\r\n"), 431),
+    "trailer field over the size limit": (
+        chunked(b"3\r\nabc\r\n0\r\nX-T: " + b"v" * 8200 + b"\r\n\r\n"), 431),
     # versions, methods, expectations
     "HTTP/2.0": (b"GET /pid HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     "HTTP/3.0": (b"GET /pid HTTP/3.0\r\nHost: a\r\n\r\n", 505),
@@ -167,6 +184,52 @@ def test_endless_header_is_cut(server):
             pass
         response = client.read_response()
         assert response.status == 431
+
+
+def test_endless_trailer_is_cut(server):
+    """A trailer field that never ends is refused like an endless header, and the worker
+    answers the next request."""
+    pid = request(server.port, "GET", "/pid").text
+    with Client(server.port, timeout=10) as client:
+        client.send(chunked(b"3\r\nabc\r\n0\r\nX-Endless: "))
+        try:
+            for _ in range(2000):
+                client.send(b"x" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = client.read_response()
+        assert response.status == 431, response.text
+    assert request(server.port, "GET", "/pid").text == pid
+
+
+def test_endless_chunk_extension_is_cut(server):
+    with Client(server.port, timeout=10) as client:
+        client.send(chunked(b"3;ext="))
+        try:
+            for _ in range(2000):
+                client.send(b"x" * 1024)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert client.read_response().status == 431
+
+
+def test_error_answer_to_head_has_no_body(server):
+    """A HEAD request that the server refuses is answered with a head only (RFC 9110 9.3.2)."""
+    with Client(server.port) as client:
+        client.send(b"HEAD /pid HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        response = client.read_response("HEAD")
+        assert response.status == 400
+        assert int(response.header("content-length")) > 0
+        assert client.closed_by_server()
+        assert client.buffer == b"", "a body followed the head of a HEAD response"
+
+
+def test_other_request_target_forms_reach_the_app(server):
+    calls = int(request(server.port, "GET", "/calls").text)
+    assert request(server.port, "OPTIONS", "*").status == 404  # the test app knows no "*"
+    assert int(request(server.port, "GET", "/calls").text) == calls + 1
+    response = request(server.port, "GET", "HTTP://[::1]:8081/pid")
+    assert response.status == 200
 
 
 def test_underscore_header_is_dropped(server):

@@ -73,6 +73,19 @@ def test_absolute_form_target(server):
     assert environ["SERVER_NAME"] == "other.example"
 
 
+def test_absolute_form_ipv6_host_keeps_its_brackets(server):
+    environ = environ_of(server, "http://[::1]:8081/environ")
+    assert environ["HTTP_HOST"] == "[::1]:8081"
+    assert environ["SERVER_NAME"] == "[::1]"
+    assert environ["SERVER_PORT"] == "8081"
+
+
+def test_host_without_a_name_keeps_server_name(server):
+    environ = environ_of(server, host=":8081")
+    assert environ["SERVER_NAME"] == "127.0.0.1"
+    assert environ["SERVER_PORT"] == "8081"
+
+
 def test_headers_in_environ(server):
     environ = environ_of(server, headers=[("X-Multi", "a"), ("X-Multi", "b"), ("Cookie", "a=1"),
                                           ("Cookie", "b=2"), ("Content-Type", "text/x-test"),
@@ -213,6 +226,15 @@ def test_exception_before_headers_gives_500(server):
     assert request(server.port, "GET", "/pid").text == pid
 
 
+def test_exception_in_a_head_request_gives_500_without_a_body(server):
+    with Client(server.port) as client:
+        client.request("HEAD", "/error-before")
+        response = client.read_response("HEAD")
+        assert response.status == 500
+        assert client.closed_by_server()
+        assert client.buffer == b"", "a body followed the head of a HEAD response"
+
+
 def test_exception_after_headers_closes_the_connection(server):
     with Client(server.port) as client:
         client.request("GET", "/error-after")
@@ -233,7 +255,7 @@ def test_invalid_header_gives_500_and_is_never_sent(server, kind):
         assert b"never be sent" not in response.body
 
 
-@pytest.mark.parametrize("kind", ["crlf", "short", "text", "int"])
+@pytest.mark.parametrize("kind", ["crlf", "short", "text", "int", "over"])
 def test_invalid_status_gives_500(server, kind):
     response = request(server.port, "GET", f"/bad-status?{kind}")
     assert response.status == 500

@@ -227,7 +227,7 @@ class Connection:
         parser = self.parser
         if parser.error is not None:
             self.broken = True
-            raise MalformedBody(parser.error.detail)
+            raise MalformedBody.from_fault(parser.error)
         service = self.service
         if request.expect_continue:
             request.expect_continue = False
@@ -251,7 +251,7 @@ class Connection:
         parser.feed(service.view[:received])
         if parser.error is not None and not request.complete:
             self.broken = True
-            raise MalformedBody(parser.error.detail)
+            raise MalformedBody.from_fault(parser.error)
 
     def _drain(self, request: Request) -> bool:
         """Read and drop the unread rest of the body; False to close the connection instead."""
@@ -355,7 +355,7 @@ class Connection:
         logs.error_log.debug("%d %s: %s", error.status, error.reason, error.detail)
         self.broken = True
         try:
-            self.send(error_response(error))
+            self.send(error_response(error, head=self.parser.method == "HEAD"))
         except ClientGone:
             return
         if self.service.access is not None:

@@ -58,6 +58,14 @@ class TruncatedBody(BodyError):
 class MalformedBody(BodyError):
     status, reason = 400, "Bad Request"
 
+    @classmethod
+    def from_fault(cls, fault: HTTPError) -> MalformedBody:
+        """The body error for a fault the parser found, with its status (431 for a trailer
+        section over the limits, for one)."""
+        error = cls(fault.detail)
+        error.status, error.reason = fault.status, fault.reason
+        return error
+
 
 class BodyTimeout(BodyError):
     status, reason = 408, "Request Timeout"

@@ -4,9 +4,10 @@ llhttp already rejects, in its strict mode: Content-Length with Transfer-Encodin
 repeated Content-Length, a Transfer-Encoding whose last coding is not chunked, bad chunk sizes and
 extensions, chunk data without its CRLF, whitespace before a colon, obs-fold, non-token field
 names, control characters in values, bare LF line ends, and bad characters in the target.
-This module adds the RFC 9110/9112 rules llhttp does not enforce (Host, codings other than
-chunked, Transfer-Encoding on HTTP/1.0, fragments, versions, Expect) and the size limits, and
-turns every failure into an HTTPError carrying the status to answer with.
+This module adds the RFC 9110/9112 rules llhttp does not enforce (Host, the form of the
+request-target, codings other than chunked, Transfer-Encoding on HTTP/1.0, fragments, versions,
+the RTSP and ICE protocols llhttp also accepts, Expect) and the size limits, trailer section
+included, and turns every failure into an HTTPError carrying the status to answer with.
 
 The parser is fed whatever the socket gave; complete request heads queue up in ``ready`` (that is
 how pipelining works) and body bytes go to the request they belong to. The first fault stops the
@@ -38,6 +39,8 @@ _CHUNKED = b"chunked"
 # integer first and build (then drop) a TypeError, several times slower.
 _UNDERSCORE, _HASH = ord("_"), ord("#")
 _CONTINUE = b"100-continue"
+_WEB_SCHEMES = (b"http", b"https")
+_FOREIGN_PROTOCOLS = (b"RTSP/", b"ICE/")
 
 # Field names that the parser itself acts upon, lower-cased.
 _HOST_NAME, _TE_NAME = b"host", b"transfer-encoding"
@@ -90,7 +93,8 @@ class RequestParser:
     __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit",
                  "_field_size_limit", "_head_limit", "_request", "_in_head", "_head_bytes",
                  "_url_parts", "_url_budget", "_fields", "_hosts", "_te", "_cl", "_expect",
-                 "_fault", "_completed", "_stopped")
+                 "_fault", "_completed", "_stopped", "_data", "_raw", "_bodiless_bytes",
+                 "_trailers")
 
     def __init__(self, line_limit: int = 4094, fields_limit: int = 100,
                  field_size_limit: int = 8190) -> None:
@@ -117,11 +121,27 @@ class RequestParser:
         self._fault: Optional[HTTPError] = None
         self._completed = 0
         self._stopped = False  # a request that ends the connection was parsed
+        self._data: object = None  # what feed() is parsing, while it does
+        self._raw: Optional[bytes] = None  # the same as bytes, made when needed
+        # Bytes received within a body without any body data: chunk sizes, extensions and
+        # the trailer section, which llhttp (and httptools) would otherwise take in unbounded.
+        self._bodiless_bytes = 0
+        self._trailers = 0
 
     @property
     def in_head(self) -> bool:
         """Part of a request head has arrived, but not all of it."""
         return self._in_head
+
+    @property
+    def method(self) -> str:
+        """The method of the request being parsed ("" before it is known)."""
+        request = self._request
+        if request is None:
+            return ""
+        if not request.method and self._url_budget >= 0:  # the request line is being parsed
+            return self._parser.get_method().decode("latin-1")
+        return request.method
 
     @property
     def stopped(self) -> bool:
@@ -140,7 +160,16 @@ class RequestParser:
                                                 "allow (--limit-request-fields and "
                                                 "--limit-request-field-size)"))
                 return
+        elif self._request is not None:  # within a body
+            self._bodiless_bytes += len(data)
+            if self._bodiless_bytes > self._head_limit:
+                self._fail(HeaderFieldsTooLarge("the chunk headers or the trailer section are "
+                                                "larger than the limits allow "
+                                                "(--limit-request-fields and "
+                                                "--limit-request-field-size)"))
+                return
         completed_before = self._completed
+        self._data = data
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -153,7 +182,9 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             if self._stopped:
                 return  # bytes after a request that closes the connection: ignored
-            self._fail(_llhttp_error(str(exc), self._request))
+            self._fail(_llhttp_error(str(exc), self._request is not None and not self._in_head))
+        finally:
+            self._data = self._raw = None
 
     # -- llhttp callbacks -------------------------------------------------------------------
 
@@ -177,8 +208,15 @@ class RequestParser:
         self._url_parts.append(part)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:
-            return  # a trailer field after a chunked body: not passed on
+        if not self._in_head:  # a trailer field after a chunked body: checked, not passed on
+            self._trailers += 1
+            if (self._trailers > self._fields_limit
+                    or len(name) + len(value) + 2 > self._field_size_limit):
+                self._raise(HeaderFieldsTooLarge(
+                    f"the trailer section has more than {self._fields_limit} fields or a field "
+                    f"longer than {self._field_size_limit} bytes (--limit-request-fields, "
+                    "--limit-request-field-size)"))
+            return
         self._fields += 1
         if (self._fields > self._fields_limit
                 or len(name) + len(value) + 2 > self._field_size_limit):
@@ -213,18 +251,23 @@ class RequestParser:
         request = self._request
         assert request is not None
         self._in_head = False
-        self._head_bytes = 0
+        self._head_bytes = self._bodiless_bytes = self._trailers = 0
         parser = self._parser
         raw_method = parser.get_method()
-        request.method = _METHOD_NAMES.get(raw_method) or raw_method.decode("ascii")
+        request.method = _METHOD_NAMES.get(raw_method) or raw_method.decode("latin-1")
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             self._raise(VersionNotSupported(f"HTTP/{version} is not supported; this server "
                                             "speaks HTTP/1.1 and HTTP/1.0"))
-        request.version = version
         target = b"".join(self._url_parts)
+        self._check_protocol(len(raw_method), target)
+        request.version = version
+        if request.method == "CONNECT":
+            self._raise(MethodNotImplemented("CONNECT is not supported by this server"))
         if _HASH in target:
             self._raise(BadRequest("the request target contains a fragment (#)"))
+        if target[:1] != b"/":
+            self._check_target_form(request, target)
         request.target = target
         if self._hosts != 1:
             if self._hosts > 1:
@@ -247,19 +290,69 @@ class RequestParser:
             request.chunked = True
         elif self._cl is not None:
             request.content_length = int(self._cl)  # llhttp has checked it is 1*DIGIT
-        expect = self._expect
-        if expect is not None and version == "1.1":
-            if expect.strip().lower() != _CONTINUE:
-                self._raise(ExpectationFailed("unsupported expectation "
-                                              f"{expect.decode('latin-1')!r}"))
-            request.expect_continue = True
-        if request.method == "CONNECT":
-            self._raise(MethodNotImplemented("CONNECT is not supported by this server"))
+        if self._expect is not None and version == "1.1":
+            request.expect_continue = self._expects_continue(self._expect)
         request.keep_alive = parser.should_keep_alive()
         request.complete = not (request.chunked or request.content_length)
         self.ready.append(request)
 
+    def _check_protocol(self, method_length: int, target: bytes) -> None:
+        """505 for the RTSP and ICE request lines llhttp parses as if they were HTTP.
+
+        llhttp does not say which protocol it read, so the line is looked for in the bytes
+        being parsed: a request line split over two reads goes unchecked (it is then answered
+        as HTTP, harmlessly).
+        """
+        data = self._data
+        if data is None:
+            return
+        at = method_length + len(target) + 2
+        if data[at:at + 5] == b"HTTP/":
+            return  # the usual case: the request line opens what was read
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = bytes(data)
+        if b"TSP/" not in raw and b"ICE/" not in raw:
+            return
+        line = b" " + target + b" "
+        at = raw.find(line)
+        if at >= 0 and raw.startswith(_FOREIGN_PROTOCOLS, at + len(line)):
+            protocol = raw[at + len(line):].partition(b"\r")[0][:16].decode("latin-1")
+            self._raise(VersionNotSupported(f"{protocol} is not HTTP; this server speaks "
+                                            "HTTP/1.1 and HTTP/1.0"))
+
+    def _check_target_form(self, request: Request, target: bytes) -> None:
+        """The request-target forms other than origin-form (RFC 9112 3.2)."""
+        if target == b"*":
+            if request.method != "OPTIONS":
+                self._raise(BadRequest("the request target * is only for OPTIONS"))
+            return
+        try:
+            url = httptools.parse_url(target)
+        except httptools.HttpParserInvalidURLError:
+            url = None
+        if (url is None or not url.schema or url.schema.lower() not in _WEB_SCHEMES
+                or not url.host):
+            self._raise(BadRequest(f"invalid request target {target[:64].decode('latin-1')!r}: "
+                                   "expected a path, or an absolute http(s) URL"))
+        if url.userinfo is not None:  # type: ignore[union-attr]
+            self._raise(BadRequest("the request target contains user information (user@)"))
+
+    def _expects_continue(self, expect: bytes) -> bool:
+        """Whether the client waits for 100 Continue; 417 for any other expectation."""
+        expects = False
+        for member in expect.split(b","):
+            member = member.strip()
+            if not member:
+                continue  # empty list members are allowed (RFC 9110 5.6.1)
+            if member.lower() != _CONTINUE:
+                self._raise(ExpectationFailed("unsupported expectation "
+                                              f"{member[:64].decode('latin-1')!r}"))
+            expects = True
+        return expects
+
     def on_body(self, data: bytes) -> None:
+        self._bodiless_bytes = 0
         request = self._request
         request.received += len(data)  # type: ignore[union-attr]
         if not request.discard:  # type: ignore[union-attr]
@@ -306,12 +399,12 @@ class RequestParser:
             self.feed(rest)
 
 
-def _llhttp_error(reason: str, request: Optional[Request]) -> HTTPError:
+def _llhttp_error(reason: str, in_body: bool) -> HTTPError:
     """Map one of llhttp's error reasons to the status to answer with."""
     if reason == "Invalid HTTP version" or reason == "Pause on PRI/Upgrade":
         # The latter is the HTTP/2 connection preface ("PRI * HTTP/2.0").
         return VersionNotSupported("unsupported HTTP version; this server speaks HTTP/1.1 and "
                                    "HTTP/1.0")
-    if request is not None and not request.complete and request.method:
+    if in_body:
         return BadRequest(f"malformed request body: {reason}")
     return BadRequest(f"malformed request: {reason}")

@@ -73,9 +73,10 @@ def status_line(status: object) -> Tuple[int, bytes]:
         return cached
     if type(status) is not str:
         raise TypeError(f"status {status!r} is a {type(status).__name__}, not a str")
-    if not (len(status) >= 3 and status[:3].isdigit() and status[0] != "0"
+    if not (len(status) >= 3 and status[:3].isdigit() and "1" <= status[0] <= "5"
             and (len(status) == 3 or status[3] == " ")):
-        raise ValueError(f"status {status!r} is not of the form '200 OK'")
+        raise ValueError(f"status {status!r} is not of the form '200 OK' with a code from 100 "
+                         "to 599")
     check_value("status", status)
     if status[0] == "1":
         raise ValueError(f"status {status!r}: a 1xx status cannot be the response (the server "
@@ -102,27 +103,28 @@ def date_header() -> bytes:
     return _date_header
 
 
-def error_response(error: HTTPError) -> bytes:
+def error_response(error: HTTPError, head: bool = False) -> bytes:
     """A complete plain-text response for an error the server answers by itself; the
-    connection is closed after it."""
+    connection is closed after it. ``head``: the answer to a HEAD request, without its body."""
     return _plain_response(error.status, error.reason,
                            f"{error.status} {error.reason}: {error.detail}\n".encode("utf-8",
-                                                                                   "replace"))
+                                                                                   "replace"),
+                           head)
 
 
-def internal_error_response() -> bytes:
+def internal_error_response(head: bool = False) -> bytes:
     return _plain_response(500, "Internal Server Error",
                            b"500 Internal Server Error: the application failed; see the "
-                           b"server's error log.\n")
+                           b"server's error log.\n", head)
 
 
-def _plain_response(status: int, reason: str, body: bytes) -> bytes:
-    head = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode()),
-            b"Content-Type: text/plain; charset=utf-8\r\n",
-            b"Content-Length: %d\r\n" % len(body),
-            b"Connection: close\r\n",
-            date_header(), SERVER_HEADER, b"\r\n"]
-    return b"".join(head) + body
+def _plain_response(status: int, reason: str, body: bytes, head: bool) -> bytes:
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode()),
+             b"Content-Type: text/plain; charset=utf-8\r\n",
+             b"Content-Length: %d\r\n" % len(body),
+             b"Connection: close\r\n",
+             date_header(), SERVER_HEADER, b"\r\n"]
+    return b"".join(lines) if head else b"".join(lines) + body
 
 
 def parse_content_length(value: str) -> int:

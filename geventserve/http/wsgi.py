@@ -116,16 +116,15 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
     target = request.target.decode("latin-1")
     path, _, query = target.partition("?")
     if path[:1] != "/" and path != "*":
-        # absolute-form: the authority in the target replaces the Host field (RFC 9112 3.2.2)
-        try:
-            url = httptools.parse_url(request.target)
-        except httptools.HttpParserInvalidURLError:
-            url = None
-        if url is not None and url.host:
-            path = (url.path or b"/").decode("latin-1")
-            query = (url.query or b"").decode("latin-1")
-            host = url.host.decode("latin-1")
-            environ["HTTP_HOST"] = host if url.port is None else f"{host}:{url.port}"
+        # absolute-form (the parser has checked it): the authority in the target replaces the
+        # Host field (RFC 9112 3.2.2)
+        url = httptools.parse_url(request.target)
+        path = (url.path or b"/").decode("latin-1")
+        query = (url.query or b"").decode("latin-1")
+        host = url.host.decode("latin-1")
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 address, which llhttp gives without its brackets
+        environ["HTTP_HOST"] = host if url.port is None else f"{host}:{url.port}"
     environ["REQUEST_METHOD"] = request.method
     environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
     environ["QUERY_STRING"] = query
@@ -153,7 +152,10 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
         name_port = _HOSTS.get((host, scheme))
         if name_port is None:
             name_port = _split_host(host, scheme)
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = name_port
+        if name_port[0]:
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = name_port
+        else:  # "Host: :8000": the listener's name stays, SERVER_NAME is never empty
+            environ["SERVER_PORT"] = name_port[1]
     script_name = environ["SCRIPT_NAME"]
     if script_name:
         path_info = environ["PATH_INFO"]
@@ -447,14 +449,14 @@ def handle(conn: Connection, request: Request) -> bool:
         if not exchange.head_sent:
             logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
             exchange.status = f"{exc.status} {exc.reason}"
-            _send_quietly(conn, error_response(exc))
+            _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
     except Exception:
         exchange.close = True
         logs.error_log.exception("Error handling request %s %s", request.method,
                                  exchange.target_text())
         if not exchange.head_sent:
             exchange.status = "500 Internal Server Error"
-            _send_quietly(conn, internal_error_response())
+            _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
     finally:
         close = getattr(result, "close", None)
         if close is not None:

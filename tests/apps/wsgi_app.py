@@ -170,7 +170,7 @@ def app(environ, start_response):
         return [b"should never be sent"]
     if path == "/bad-status":
         start_response({"crlf": "200 OK\r\nX: y", "short": "20 OK", "text": "OK",
-                        "int": 200}[query], [])
+                        "int": 200, "over": "600 Beyond"}[query], [])
         return [b"never"]
     if path == "/not-bytes":
         start_response("200 OK", [])
