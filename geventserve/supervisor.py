@@ -5,8 +5,9 @@ notifications write to it), reap dead workers, handle queued signals, kill worke
 heartbeat stopped, then bring the workers to the wanted shape.
 
 Workers belong to a generation. A reload (HUP) starts a new generation; a worker that asks to be
-replaced (--max-requests) or is one too many (TTOU) leaves like an old-generation worker: it is
-told to stop (TERM, graceful) only once enough current workers are ready, so capacity never dips.
+replaced (--max-requests) leaves like an old-generation worker: it is told to stop (TERM,
+graceful) only once enough current workers are ready, so capacity never dips. A worker that is
+one too many (TTOU) is told to stop at once: one still starting if there is one, else the oldest.
 """
 
 from __future__ import annotations
