@@ -37,7 +37,7 @@ _HOST = re.compile(rb"(\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9
 _CHUNKED = b"chunked"
 # Single bytes are looked up as integers: `b"_" in name` makes CPython try the operand as an
 # integer first and build (then drop) a TypeError, several times slower.
-_UNDERSCORE, _HASH = ord("_"), ord("#")
+_UNDERSCORE, _HASH, _H = ord("_"), ord("#"), ord("H")
 _CONTINUE = b"100-continue"
 _WEB_SCHEMES = (b"http", b"https")
 _FOREIGN_PROTOCOLS = (b"RTSP/", b"ICE/")
@@ -260,13 +260,16 @@ class RequestParser:
             self._raise(VersionNotSupported(f"HTTP/{version} is not supported; this server "
                                             "speaks HTTP/1.1 and HTTP/1.0"))
         target = b"".join(self._url_parts)
-        self._check_protocol(len(raw_method), target)
+        data = self._data
+        at = len(raw_method) + len(target) + 2  # where the protocol name starts, usually
+        if data is not None and (at >= len(data) or data[at] != _H):
+            self._check_protocol(data, target)
         request.version = version
         if request.method == "CONNECT":
             self._raise(MethodNotImplemented("CONNECT is not supported by this server"))
         if _HASH in target:
             self._raise(BadRequest("the request target contains a fragment (#)"))
-        if target[:1] != b"/":
+        if not target.startswith(b"/"):
             self._check_target_form(request, target)
         request.target = target
         if self._hosts != 1:
@@ -296,19 +299,14 @@ class RequestParser:
         request.complete = not (request.chunked or request.content_length)
         self.ready.append(request)
 
-    def _check_protocol(self, method_length: int, target: bytes) -> None:
+    def _check_protocol(self, data: object, target: bytes) -> None:
         """505 for the RTSP and ICE request lines llhttp parses as if they were HTTP.
 
         llhttp does not say which protocol it read, so the line is looked for in the bytes
-        being parsed: a request line split over two reads goes unchecked (it is then answered
+        being parsed (the caller has looked where it usually is, just after the target, and
+        seen no "H"): a request line split over two reads goes unchecked (it is then answered
         as HTTP, harmlessly).
         """
-        data = self._data
-        if data is None:
-            return
-        at = method_length + len(target) + 2
-        if data[at:at + 5] == b"HTTP/":
-            return  # the usual case: the request line opens what was read
         raw = self._raw
         if raw is None:
             raw = self._raw = bytes(data)
