@@ -168,6 +168,16 @@ def test_head_limit_counts_only_the_head():
     with Server(["-w", "1", "--limit-request-fields", "5", "--limit-request-field-size", "100"]) as srv:
         response = request(srv.port, "POST", "/echo", body=b"x" * 10_000)
         assert response.status == 200 and len(response.body) == 10_000
+        # bodies far larger than the head limit, in reads far larger than it
+        response = request(srv.port, "POST", "/echo", body=b"x" * 300_000)
+        assert response.status == 200 and len(response.body) == 300_000
+        with Client(srv.port, timeout=10) as client:
+            client.send(chunked(b""))
+            for _ in range(20):
+                client.send(b"4000\r\n" + b"y" * 0x4000 + b"\r\n")
+            client.send(b"0\r\n\r\n")
+            response = client.read_response()
+            assert response.status == 200 and len(response.body) == 20 * 0x4000
         with Client(srv.port) as client:
             client.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n" * 300)
             assert all(client.read_response().status == 200 for _ in range(300))

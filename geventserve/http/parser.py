@@ -123,9 +123,7 @@ class RequestParser:
         self._stopped = False  # a request that ends the connection was parsed
         self._data: object = None  # what feed() is parsing, while it does
         self._raw: Optional[bytes] = None  # the same as bytes, made when needed
-        # Bytes received within a body without any body data: chunk sizes, extensions and
-        # the trailer section, which llhttp (and httptools) would otherwise take in unbounded.
-        self._bodiless_bytes = 0
+        self._bodiless_bytes = 0  # in reads within a body that carry no body data
         self._trailers = 0
 
     @property
@@ -152,7 +150,9 @@ class RequestParser:
         """Parse ``data``: complete heads go to ``ready``, body bytes to their request."""
         if self._stopped or self.error is not None:
             return
-        at_boundary = self._request is None
+        request = self._request
+        at_boundary = request is None
+        body_before = -1  # body bytes received so far, when a body is being read
         if self._in_head:  # a head spread over several reads: bounded in total
             self._head_bytes += len(data)
             if self._head_bytes > self._head_limit:
@@ -160,14 +160,8 @@ class RequestParser:
                                                 "allow (--limit-request-fields and "
                                                 "--limit-request-field-size)"))
                 return
-        elif self._request is not None:  # within a body
-            self._bodiless_bytes += len(data)
-            if self._bodiless_bytes > self._head_limit:
-                self._fail(HeaderFieldsTooLarge("the chunk headers or the trailer section are "
-                                                "larger than the limits allow "
-                                                "(--limit-request-fields and "
-                                                "--limit-request-field-size)"))
-                return
+        elif request is not None:
+            body_before = request.received
         completed_before = self._completed
         self._data = data
         try:
@@ -183,8 +177,27 @@ class RequestParser:
             if self._stopped:
                 return  # bytes after a request that closes the connection: ignored
             self._fail(_llhttp_error(str(exc), self._request is not None and not self._in_head))
+        else:
+            if body_before >= 0 and self._request is request:
+                self._count_bodiless(request, body_before, len(data))  # type: ignore[arg-type]
         finally:
             self._data = self._raw = None
+
+    def _count_bodiless(self, request: Request, body_before: int, fed: int) -> None:
+        """Bound the reads within a body that carry no body data (chunk headers, extensions,
+        the trailer section), which llhttp (and httptools) would otherwise take in unbounded.
+
+        A read that carries body data resets the count, so only a run of reads without any
+        is counted; a read is at most one receive buffer, so the bound holds within that.
+        """
+        if request.received != body_before:
+            self._bodiless_bytes = 0
+            return
+        self._bodiless_bytes += fed
+        if self._bodiless_bytes > self._head_limit:
+            self._fail(HeaderFieldsTooLarge("the chunk headers or the trailer section are larger "
+                                            "than the limits allow (--limit-request-fields and "
+                                            "--limit-request-field-size)"))
 
     # -- llhttp callbacks -------------------------------------------------------------------
 
@@ -350,7 +363,6 @@ class RequestParser:
         return expects
 
     def on_body(self, data: bytes) -> None:
-        self._bodiless_bytes = 0
         request = self._request
         request.received += len(data)  # type: ignore[union-attr]
         if not request.discard:  # type: ignore[union-attr]
