@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from helpers import APPS, Server, make_certificate, run_command
+from helpers import APPS, Client, Server, make_certificate, run_command
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,18 @@ def test_https_request(tls_server, certificate):
     posted = requests.post(f"https://127.0.0.1:{tls_server.port}/echo", data=b"x" * 100000,
                            verify=certificate[0], timeout=5)
     assert posted.content == b"x" * 100000
+
+
+def test_body_sent_after_the_head_over_tls(tls_server, certificate):
+    """Clients write the head and the body as separate TLS records; the body may come later."""
+    context = ssl.create_default_context(cafile=certificate[0])
+    with Client(tls_server.port) as client:
+        client.sock = context.wrap_socket(client.sock, server_hostname="127.0.0.1")
+        client.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+        time.sleep(0.2)
+        client.send(b"hello")
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"hello"
 
 
 def test_keepalive_over_tls(certificate, gevent_tls_server):

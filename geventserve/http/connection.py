@@ -13,6 +13,7 @@ import errno
 import os
 import select
 import socket
+import ssl
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -208,8 +209,9 @@ class Connection:
             while not request.complete and len(request.body) < PEEK_LIMIT:
                 try:
                     received = self.sock.recv_into(service.buffer)
-                except (BlockingIOError, _socket_timeout):
-                    return True
+                except (BlockingIOError, _socket_timeout, ssl.SSLWantReadError,
+                        ssl.SSLWantWriteError):
+                    return True  # nothing more yet (over TLS: no complete record yet)
                 if not received:
                     self.send_error(TruncatedBody("the client closed the connection before "
                                                   "sending the whole body"))
