@@ -3,6 +3,7 @@
 import email.utils
 import json
 import time
+from contextlib import nullcontext
 
 import pytest
 
@@ -367,3 +368,29 @@ def test_huge_unread_body_closes_instead_of_draining(gevent_server):
         assert response.body == b"ignored"
         assert response.header("connection") == "close"
         assert client.closed_by_server()
+
+
+@pytest.mark.parametrize("closing", ["request", "keepalive-off"])
+def test_closing_with_more_input_pending_lingers(server, closing):
+    """When the server closes after an answer while the client has sent more (pipelined
+    requests after a Connection: close one, or with keep-alive off), it closes gently: an
+    abrupt close with unread input sends a reset, which throws away the end of the answer
+    still in the server's send buffer (RFC 9112 9.6)."""
+    from helpers import Server
+
+    size = 8_000_000  # far more than the socket buffers hold
+    first = f"GET /file?{size} HTTP/1.1\r\nHost: a\r\n".encode()
+    pipelined = b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n" * 6000  # about 180 kB
+    if closing == "request":
+        port, first, context = server.port, first + b"Connection: close\r\n\r\n", nullcontext()
+    else:
+        context, first = Server(["-w", "1", "--keep-alive", "0"]), first + b"\r\n"
+    with context as srv:
+        if srv is not None:
+            port = srv.port
+        with Client(port, timeout=10) as client:
+            client.send(first + pipelined)
+            time.sleep(0.5)  # the server has filled the buffers and waits for the client
+            response = client.read_response()
+            assert response.status == 200 and response.header("connection") == "close"
+            assert len(response.body) == size

@@ -178,6 +178,18 @@ def test_head_limit_counts_only_the_head():
             client.send(b"0\r\n\r\n")
             response = client.read_response()
             assert response.status == 200 and len(response.body) == 20 * 0x4000
+        # a head split over two reads, the second also carrying a body or many requests
+        with Client(srv.port, timeout=10) as client:
+            client.send(b"POST /echo HTTP/1.1\r\nHost: a\r\n")
+            time.sleep(0.2)
+            client.send(b"Content-Length: 10000\r\n\r\n" + b"x" * 10_000)
+            response = client.read_response()
+            assert response.status == 200 and len(response.body) == 10_000
+        with Client(srv.port, timeout=10) as client:
+            client.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n")
+            time.sleep(0.2)
+            client.send(b"\r\n" + b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n" * 2000)
+            assert all(client.read_response().status == 200 for _ in range(2001))
         with Client(srv.port) as client:
             client.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n" * 300)
             assert all(client.read_response().status == 200 for _ in range(300))
@@ -230,6 +242,23 @@ def test_error_answer_to_head_has_no_body(server):
         response = client.read_response("HEAD")
         assert response.status == 400
         assert int(response.header("content-length")) > 0
+        assert client.closed_by_server()
+        assert client.buffer == b"", "a body followed the head of a HEAD response"
+
+
+def test_rtsp_line_after_pipelined_requests_is_505(gevent_server):
+    with Client(gevent_server.port) as client:
+        client.send(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n" * 3
+                    + b"GET /pid RTSP/1.0\r\nHost: a\r\n\r\n")
+        assert [client.read_response().status for _ in range(4)] == [200, 200, 200, 505]
+        assert client.closed_by_server()
+
+
+def test_too_long_line_answer_to_head_has_no_body(server):
+    with Client(server.port) as client:
+        client.send(b"HEAD /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        response = client.read_response("HEAD")
+        assert response.status == 414
         assert client.closed_by_server()
         assert client.buffer == b"", "a body followed the head of a HEAD response"
 

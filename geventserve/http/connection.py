@@ -125,6 +125,8 @@ class Connection:
                 self.broken = True  # body bytes may still come: linger before closing
                 return
             if not keep_alive:
+                if ready or parser.in_head or parser.input_ignored:
+                    self.broken = True  # more came: linger, or a reset may eat the answer
                 return
             if ready or parser.in_head:
                 self._head_deadline = monotonic() + service.header_timeout

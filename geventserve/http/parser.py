@@ -37,7 +37,7 @@ _HOST = re.compile(rb"(\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9
 _CHUNKED = b"chunked"
 # Single bytes are looked up as integers: `b"_" in name` makes CPython try the operand as an
 # integer first and build (then drop) a TypeError, several times slower.
-_UNDERSCORE, _HASH, _H = ord("_"), ord("#"), ord("H")
+_UNDERSCORE, _HASH, _H, _LF = ord("_"), ord("#"), ord("H"), ord("\n")
 _CONTINUE = b"100-continue"
 _WEB_SCHEMES = (b"http", b"https")
 _FOREIGN_PROTOCOLS = (b"RTSP/", b"ICE/")
@@ -93,8 +93,9 @@ class RequestParser:
     __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit",
                  "_field_size_limit", "_head_limit", "_request", "_in_head", "_head_bytes",
                  "_url_parts", "_url_budget", "_fields", "_hosts", "_te", "_cl", "_expect",
-                 "_fault", "_completed", "_stopped", "_data", "_raw", "_bodiless_bytes",
-                 "_trailers")
+                 "_fault", "_completed", "_stopped", "_data", "_raw", "_foreign", "_line_first",
+                 "_scan_from",
+                 "_bodiless_bytes", "_trailers", "input_ignored")
 
     def __init__(self, line_limit: int = 4094, fields_limit: int = 100,
                  field_size_limit: int = 8190) -> None:
@@ -122,7 +123,13 @@ class RequestParser:
         self._completed = 0
         self._stopped = False  # a request that ends the connection was parsed
         self._data: object = None  # what feed() is parsing, while it does
+        self._line_first = False  # the request line being parsed opens self._data
+        self._scan_from = 0  # in self._data: where the next request line may be
         self._raw: Optional[bytes] = None  # the same as bytes, made when needed
+        self._foreign: Optional[bool] = None  # whether it holds "TSP/" or "ICE/", when asked
+        # Bytes came after a request that ends the connection, and were dropped: more may be
+        # on their way, so the connection should not be closed abruptly.
+        self.input_ignored = False
         self._bodiless_bytes = 0  # in reads within a body that carry no body data
         self._trailers = 0
 
@@ -135,11 +142,7 @@ class RequestParser:
     def method(self) -> str:
         """The method of the request being parsed ("" before it is known)."""
         request = self._request
-        if request is None:
-            return ""
-        if not request.method and self._url_budget >= 0:  # the request line is being parsed
-            return self._parser.get_method().decode("latin-1")
-        return request.method
+        return "" if request is None else request.method
 
     @property
     def stopped(self) -> bool:
@@ -149,21 +152,32 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         """Parse ``data``: complete heads go to ``ready``, body bytes to their request."""
         if self._stopped or self.error is not None:
+            if data and self.error is None:
+                self.input_ignored = True
             return
         request = self._request
         at_boundary = request is None
         body_before = -1  # body bytes received so far, when a body is being read
         if self._in_head:  # a head spread over several reads: bounded in total
-            self._head_bytes += len(data)
-            if self._head_bytes > self._head_limit:
-                self._fail(HeaderFieldsTooLarge("the request head is larger than the limits "
-                                                "allow (--limit-request-fields and "
-                                                "--limit-request-field-size)"))
+            room = self._head_limit - self._head_bytes
+            if len(data) > room:
+                # Only what the head may still take counts against it; what follows it in
+                # the same read (a body, pipelined requests) is fed once the head is complete.
+                self.feed(data[:room])
+                if self._request is request and self._in_head and not self.stopped:
+                    self._fail(HeaderFieldsTooLarge("the request head is larger than the limits "
+                                                    "allow (--limit-request-fields and "
+                                                    "--limit-request-field-size)"))
+                    return
+                self.feed(data[room:])
                 return
+            self._head_bytes += len(data)
         elif request is not None:
             body_before = request.received
         completed_before = self._completed
         self._data = data
+        self._line_first = at_boundary
+        self._scan_from = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -175,13 +189,14 @@ class RequestParser:
             self._fail(self._method_error(data if starts_here else None))
         except httptools.HttpParserError as exc:
             if self._stopped:
-                return  # bytes after a request that closes the connection: ignored
+                self.input_ignored = True  # bytes after a request that closes the connection
+                return
             self._fail(_llhttp_error(str(exc), self._request is not None and not self._in_head))
         else:
             if body_before >= 0 and self._request is request:
                 self._count_bodiless(request, body_before, len(data))  # type: ignore[arg-type]
         finally:
-            self._data = self._raw = None
+            self._data = self._raw = self._foreign = None
 
     def _count_bodiless(self, request: Request, body_before: int, fed: int) -> None:
         """Bound the reads within a body that carry no body data (chunk headers, extensions,
@@ -211,9 +226,12 @@ class RequestParser:
         self._te = self._cl = self._expect = None
 
     def on_url(self, part: bytes) -> None:
-        if self._url_budget < 0:
+        if self._url_budget < 0:  # the first part of the target: the method is known
+            raw_method = self._parser.get_method()
+            self._request.method = (  # type: ignore[union-attr]
+                _METHOD_NAMES.get(raw_method) or raw_method.decode("latin-1"))
             # The line also holds the method, two spaces and "HTTP/1.1".
-            self._url_budget = self._line_limit - len(self._parser.get_method()) - 10
+            self._url_budget = self._line_limit - len(raw_method) - 10
         self._url_budget -= len(part)
         if self._url_budget < 0:
             self._raise(URITooLong(f"the request line is longer than {self._line_limit} bytes "
@@ -266,17 +284,18 @@ class RequestParser:
         self._in_head = False
         self._head_bytes = self._bodiless_bytes = self._trailers = 0
         parser = self._parser
-        raw_method = parser.get_method()
-        request.method = _METHOD_NAMES.get(raw_method) or raw_method.decode("latin-1")
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             self._raise(VersionNotSupported(f"HTTP/{version} is not supported; this server "
                                             "speaks HTTP/1.1 and HTTP/1.0"))
         target = b"".join(self._url_parts)
         data = self._data
-        at = len(raw_method) + len(target) + 2  # where the protocol name starts, usually
-        if data is not None and (at >= len(data) or data[at] != _H):
-            self._check_protocol(data, target)
+        if data is not None:
+            at = len(request.method) + len(target) + 2  # where the protocol name starts
+            if self._line_first and at < len(data) and data[at] == _H:  # type: ignore
+                self._scan_from = at  # the usual case: the request line opens the read
+            else:
+                self._check_protocol(data, request.method, target)
         request.version = version
         if request.method == "CONNECT":
             self._raise(MethodNotImplemented("CONNECT is not supported by this server"))
@@ -312,23 +331,32 @@ class RequestParser:
         request.complete = not (request.chunked or request.content_length)
         self.ready.append(request)
 
-    def _check_protocol(self, data: object, target: bytes) -> None:
+    def _check_protocol(self, data: object, method: str, target: bytes) -> None:
         """505 for the RTSP and ICE request lines llhttp parses as if they were HTTP.
 
         llhttp does not say which protocol it read, so the line is looked for in the bytes
-        being parsed (the caller has looked where it usually is, just after the target, and
-        seen no "H"): a request line split over two reads goes unchecked (it is then answered
-        as HTTP, harmlessly).
+        being parsed, from where the previous request line of the same read was found: the
+        first line that starts with this method and target is taken as this request's (a
+        body that holds such a line could mislead it). A request line split over two reads
+        goes unchecked; it is then answered as HTTP, harmlessly.
         """
-        raw = self._raw
-        if raw is None:
-            raw = self._raw = bytes(data)
-        if b"TSP/" not in raw and b"ICE/" not in raw:
+        foreign = self._foreign
+        if foreign is None:  # once per read, not once per pipelined request in it
+            raw = self._raw = bytes(data)  # type: ignore[call-overload]
+            foreign = self._foreign = b"TSP/" in raw or b"ICE/" in raw
+        if not foreign:
             return
-        line = b" " + target + b" "
-        at = raw.find(line)
-        if at >= 0 and raw.startswith(_FOREIGN_PROTOCOLS, at + len(line)):
-            protocol = raw[at + len(line):].partition(b"\r")[0][:16].decode("latin-1")
+        raw = self._raw
+        assert raw is not None
+        line = method.encode("latin-1") + b" " + target + b" "
+        at = raw.find(line, self._scan_from)
+        while at > 0 and raw[at - 1] != _LF:  # not at the start of a line
+            at = raw.find(line, at + 1)
+        if at < 0:
+            return
+        self._scan_from = at = at + len(line)
+        if raw.startswith(_FOREIGN_PROTOCOLS, at):
+            protocol = raw[at:].partition(b"\r")[0][:16].decode("latin-1")
             self._raise(VersionNotSupported(f"{protocol} is not HTTP; this server speaks "
                                             "HTTP/1.1 and HTTP/1.0"))
 
@@ -373,6 +401,7 @@ class RequestParser:
         assert request is not None
         request.complete = True
         self._request = None
+        self._line_first = False
         self._completed += 1
         if not request.keep_alive:
             self._stopped = True
