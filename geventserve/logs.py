@@ -84,14 +84,18 @@ def reopen() -> None:
             if isinstance(handler, logging.FileHandler):
                 handler.acquire()
                 try:
-                    if handler.stream is not None:
-                        handler.stream.close()
-                    handler.stream = handler._open()
-                    if _capturing and logger is error_log:
-                        _capture(handler)
+                    fresh = handler._open()  # first: if it fails, the old file is kept
                 except OSError as exc:
                     sys.stderr.write(f"geventserve: cannot reopen {handler.baseFilename}: "
-                                     f"{exc.strerror}\n")
+                                     f"{exc.strerror}; still writing to the file it had\n")
+                    handler.release()
+                    continue
+                try:
+                    old, handler.stream = handler.stream, fresh
+                    if old is not None:
+                        old.close()
+                    if _capturing and logger is error_log:
+                        _capture(handler)
                 finally:
                     handler.release()
 

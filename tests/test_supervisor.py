@@ -285,6 +285,25 @@ def test_usr1_reopens_log_files(tmp_path):
     assert "/second" not in (tmp_path / "access.log.1").read_text()
 
 
+def test_failed_reopen_keeps_the_old_log_file(tmp_path):
+    """USR1 while the log's directory is gone: the log goes on in the file it had."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with Server(["-w", "1", "--access-logfile", str(logs / "access.log")]) as srv:
+        request(srv.port, "GET", "/first")
+        moved = tmp_path / "moved"
+        wait_until(lambda: "/first" in (logs / "access.log").read_text())
+        os.rename(logs, moved)
+        srv.signal(signal.SIGUSR1)
+        wait_until(lambda: srv.log.count("cannot reopen") >= 2, message="reopen failed")
+
+        def still_logged():
+            request(srv.port, "GET", "/second")
+            return "/second" in (moved / "access.log").read_text()
+
+        wait_until(still_logged, message="access log still written")
+
+
 def test_hup_reloads_new_code_without_failures(tmp_path):
     app = tmp_path / "version_app.py"
     code = ("import os\n"
