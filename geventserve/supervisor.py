@@ -152,7 +152,7 @@ class Supervisor:
             logs.error_log.error("%s", exc)
             self._cleanup()
             return exc.code
-        except KeyboardInterrupt:  # Ctrl-C while the app preloads
+        except KeyboardInterrupt:  # INT, TERM or QUIT while starting (a slow preload)
             self._cleanup()
             return 0
         try:
@@ -174,6 +174,11 @@ class Supervisor:
             raise StartupError(str(exc), CONFIG_ERROR) from None
         apply_environment(config)
         hooks.call(config, "on_starting", self)
+        # Signals are queued from here on (logrotate's USR1 may come during a slow preload),
+        # except that a stop request ends the start at once, cleaning up.
+        self._install_signals()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.default_int_handler)
         self._check_open_files()
         self._open_listeners()
         if config.pidfile:
@@ -186,7 +191,8 @@ class Supervisor:
         process.set_title("master", config.proc_name or config.wsgi_app or "app")
         if config.preload_app and self.app is None:
             self._preload()
-        self._install_signals()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, self._queue_signal)
         logs.error_log.info("Starting geventserve %s", sys.modules["geventserve"].__version__)
         for listener in self.listeners:
             logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)

@@ -415,6 +415,32 @@ def test_preload_with_gevent_patches_before_the_app(tmp_path):
     assert "not patched" not in srv.log
 
 
+def test_signals_during_a_slow_preload(tmp_path):
+    """USR1 (logrotate) and HUP while --preload imports a slow app are queued, not fatal;
+    TERM then ends the start cleanly, the pidfile removed."""
+    (tmp_path / "slow_app.py").write_text(
+        "import time\n"
+        "time.sleep(2)\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'up']\n")
+    pidfile = tmp_path / "server.pid"
+    args = ["-w", "1", "--preload", "--chdir", str(tmp_path), "--pid", str(pidfile)]
+    with Server(args, app="slow_app:app", wait=False) as srv:
+        wait_until(pidfile.exists, message="pidfile written")
+        srv.signal(signal.SIGUSR1)
+        srv.signal(signal.SIGHUP)
+        srv.wait_listening()
+        srv.wait_for_log(r"\] Ready: 1 worker", timeout=15)
+        assert request(srv.port, "GET", "/").body == b"up"
+    with Server(args, app="slow_app:app", wait=False) as srv:
+        wait_until(pidfile.exists, message="pidfile written")
+        srv.signal(signal.SIGTERM)
+        assert srv.wait(10) == 0
+    assert not pidfile.exists()
+    assert "Traceback" not in srv.log
+
+
 def test_reuse_port_lets_two_servers_share_an_address():
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
