@@ -8,6 +8,7 @@ connections and hands them over.
 
 from __future__ import annotations
 
+import errno
 import gc
 import mmap
 import os
@@ -26,6 +27,14 @@ from .watchdog import Watchdog
 
 # Exit codes a worker reports to the supervisor (gunicorn's values for the first two).
 WORKER_BOOT_ERROR = 3
+# accept(2) on Linux passes on a new connection's pending network errors (and EPERM when a
+# firewall rule refuses it): the listener is fine, accept the next one as usual.
+ACCEPT_RETRY = frozenset(
+    getattr(errno, name) for name in ("EAGAIN", "ECONNABORTED", "EINTR", "EPROTO", "ENETDOWN",
+                                      "ENOPROTOOPT", "EHOSTDOWN", "ENONET", "EHOSTUNREACH",
+                                      "EOPNOTSUPP", "ENETUNREACH", "EPERM")
+    if hasattr(errno, name))
+OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 APP_LOAD_ERROR = 4
 
 # Worker states in the slot.

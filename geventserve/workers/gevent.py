@@ -10,12 +10,10 @@ from time import monotonic
 from typing import Any, Callable, List, Optional
 
 from .. import logs
-from .base import Worker
+from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, Worker
 
 # Modules that must be cooperative for an I/O-bound app to scale; checked after the app loads.
 MUST_BE_PATCHED = ("socket", "ssl", "threading", "select", "time")
-_ACCEPT_RETRY = (errno.EAGAIN, errno.ECONNABORTED, errno.EINTR, errno.EPROTO)
-_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 TICK = 0.5  # seconds between heartbeats (and deadline sweeps)
 GC_THRESHOLD = 10_000  # Python's default is 700 allocations
 
@@ -179,15 +177,20 @@ class GeventWorker(Worker):
             except OSError as exc:
                 if not self.alive or exc.errno in (errno.EBADF, errno.EINVAL):
                     return
-                if exc.errno in _ACCEPT_RETRY:
+                if exc.errno in ACCEPT_RETRY:
                     continue
-                if exc.errno in _OUT_OF_RESOURCES:
+                if exc.errno in OUT_OF_RESOURCES:
                     logs.error_log.error("cannot accept connections: %s; raise the open-files "
                                          "limit (ulimit -n) or lower --worker-connections",
                                          exc.strerror)
                     gevent.sleep(0.5)
                     continue
-                raise
+                # A worker that no longer accepts must not look healthy: it stops (finishing
+                # what it serves) and the supervisor starts a fresh one.
+                logs.error_log.error("cannot accept connections: %s; this worker stops and is "
+                                     "replaced", exc)
+                self.stop_requested.set()
+                return
             pool.spawn(serve, sock, peer, listener)
 
     def _drain_and_close_listeners(self) -> None:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from .. import logs
-from .base import Worker
+from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, Worker
 
 
 class SyncWorker(Worker):
@@ -78,12 +78,17 @@ class SyncWorker(Worker):
     def _serve_one(self, listener: Any) -> None:
         try:
             sock, peer = listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another worker took it
         except OSError as exc:
-            logs.error_log.error("cannot accept connections: %s; raise the open-files limit "
-                                 "(ulimit -n)", exc.strerror)
-            time.sleep(0.5)  # the connection stays queued: do not spin on it
+            if exc.errno in ACCEPT_RETRY:  # another worker took it, or a network error
+                return
+            if exc.errno in OUT_OF_RESOURCES:
+                logs.error_log.error("cannot accept connections: %s; raise the open-files "
+                                     "limit (ulimit -n)", exc.strerror)
+                time.sleep(0.5)  # the connection stays queued: do not spin on it
+                return
+            logs.error_log.error("cannot accept connections: %s; this worker stops and is "
+                                 "replaced", exc)
+            self.alive = False
             return
         sock.setblocking(True)
         self.service.serve(sock, peer, listener)
