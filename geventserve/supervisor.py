@@ -312,13 +312,21 @@ class Supervisor:
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _spawn(self) -> WorkerProcess:
+    def _spawn(self) -> Optional[WorkerProcess]:
+        """Fork one worker; None when the system refuses the fork (retried a second later)."""
         slot = Slot()
         self._spawned += 1
         worker = self.worker_class(self.config, self.listeners, slot, self._wake_w, app=self.app,
                                    age=self._spawned)
         hooks.call(self.config, "pre_fork", self, worker)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN (process limits) or ENOMEM: the server goes on
+            slot.close()
+            logs.error_log.error("cannot start a worker: fork failed: %s; retrying in 1 s "
+                                 "(check the process limits and free memory)", exc.strerror)
+            self._spawn_not_before = time.monotonic() + 1.0
+            return None
         if pid:
             worker.pid = pid
             record = self.workers[pid] = WorkerProcess(pid, slot, self.generation,
@@ -360,7 +368,10 @@ class Supervisor:
         current = [w for w in running
                    if w.generation == self.generation and w.slot.state != RETIRING]
         while len(current) < self.target and now >= self._spawn_not_before:
-            current.append(self._spawn())
+            spawned = self._spawn()
+            if spawned is None:
+                return
+            current.append(spawned)
         if len(current) > self.target:  # TTOU: workers still booting first, then the oldest
             extra = sorted(current, key=lambda w: (w.slot.state == READY, w.started))
             for worker in extra[:len(current) - self.target]:
@@ -569,7 +580,14 @@ class Supervisor:
         fds = [listener.fileno() for listener in self.listeners]
         if self.pidfile is not None:
             self.pidfile.rename(".oldbin")  # before the new supervisor writes its own
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            if self.pidfile is not None:
+                self.pidfile.rename_back()
+            logs.error_log.error("USR2 failed: cannot fork the new supervisor: %s; this one "
+                                 "goes on serving", exc.strerror)
+            return
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
