@@ -18,6 +18,7 @@ import time
 import requests
 from flask import Flask, Response, abort, request
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8001")
 UPSTREAM_TIMEOUT = (3.0, 35.0)  # connect, read: a little over the upstream's 30 s bound
@@ -29,8 +30,13 @@ app = Flask(__name__)
 
 # One session for the process: it keeps connections to the upstream alive between requests.
 # The pool is sized for many concurrent greenlets (the default keeps only 10 connections).
+# A pooled connection can be closed by the upstream (its keep-alive timeout) just as a request
+# goes out on it; the request then fails with "Remote end closed connection". RFC 9112 9.3.1
+# lets a client retry an idempotent request then, so GETs are retried once.
 session = requests.Session()
-session.mount("http://", HTTPAdapter(pool_maxsize=100))
+session.mount("http://", HTTPAdapter(pool_maxsize=100,
+                                     max_retries=Retry(total=1, connect=1, read=1, status=0,
+                                                       redirect=0)))
 
 
 def _seconds(name: str, default: float) -> float:
