@@ -8,6 +8,20 @@ from . import logs
 from .settings import Config
 
 
+class HookNames:
+    """The attribute names gunicorn's hooks use on the server and worker objects."""
+
+    config: Config
+
+    @property
+    def cfg(self) -> Config:
+        return self.config
+
+    @property
+    def log(self) -> Any:
+        return logs.error_log
+
+
 def call(config: Config, name: str, *args: Any) -> None:
     """Run hook ``name`` if the config file defines it; log (and swallow) its exception."""
     function = config.values.get(name)

@@ -84,13 +84,12 @@ def reopen() -> None:
             if isinstance(handler, logging.FileHandler):
                 handler.acquire()
                 try:
-                    fresh = handler._open()  # first: if it fails, the old file is kept
-                except OSError as exc:
-                    sys.stderr.write(f"geventserve: cannot reopen {handler.baseFilename}: "
-                                     f"{exc.strerror}; still writing to the file it had\n")
-                    handler.release()
-                    continue
-                try:
+                    try:
+                        fresh = handler._open()  # first: if it fails, the old file is kept
+                    except OSError as exc:
+                        sys.stderr.write(f"geventserve: cannot reopen {handler.baseFilename}: "
+                                         f"{exc.strerror}; still writing to the file it had\n")
+                        continue
                     old, handler.stream = handler.stream, fresh
                     if old is not None:
                         old.close()

@@ -91,7 +91,7 @@ def describe_exit(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-class Supervisor:
+class Supervisor(hooks.HookNames):
     """Owns the listening sockets and the worker processes."""
 
     def __init__(self, config: Config, app: Optional[Callable[..., Any]] = None,
@@ -123,15 +123,6 @@ class Supervisor:
         self._wake_r = self._wake_w = -1
         self._select = process.original("select", "select")
         self._spawned = 0
-
-    # names that gunicorn hooks use
-    @property
-    def cfg(self) -> Config:
-        return self.config
-
-    @property
-    def log(self) -> Any:
-        return logs.error_log
 
     @property
     def num_workers(self) -> int:

@@ -92,7 +92,7 @@ class Slot:
         self._mem.close()
 
 
-class Worker:
+class Worker(hooks.HookNames):
     """A worker process; subclasses provide ``setup()`` (before the app loads) and ``serve()``."""
 
     #: gevent sets both: connections run concurrently inside one process
@@ -115,15 +115,6 @@ class Worker:
         self.server: Any = None  # the supervisor object (for the worker_exit hook)
         self.service: Any = None
         self._exiting = False
-
-    # names that gunicorn hooks use
-    @property
-    def cfg(self) -> Config:
-        return self.config
-
-    @property
-    def log(self) -> Any:
-        return logs.error_log
 
     # -- lifecycle --------------------------------------------------------------------------
 
