@@ -370,6 +370,21 @@ def test_huge_unread_body_closes_instead_of_draining(gevent_server):
         assert client.closed_by_server()
 
 
+def test_linger_outlasts_a_pause_in_the_upload(server):
+    """A client that pauses in an upload the server will not read, then sends more before it
+    reads the answer, still gets the whole answer: a close after a short quiet spell would
+    reset the connection when the rest arrives, and throw away what is still unsent."""
+    size = 1_000_000  # more than the client's receive window: most of it waits in the server
+    with Client(server.port, timeout=10) as client:
+        client.send(f"POST /file?{size} HTTP/1.1\r\nHost: a\r\n"
+                    "Content-Length: 10000000\r\n\r\n".encode() + b"x" * 100_000)
+        time.sleep(0.6)  # the answer has gone out; the client is busy elsewhere
+        client.send(b"x" * 100_000)
+        response = client.read_response()
+        assert response.status == 200 and response.header("connection") == "close"
+        assert len(response.body) == size
+
+
 @pytest.mark.parametrize("closing", ["request", "keepalive-off"])
 def test_closing_with_more_input_pending_lingers(server, closing):
     """When the server closes after an answer while the client has sent more (pipelined
