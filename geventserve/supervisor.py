@@ -310,15 +310,20 @@ class Supervisor(hooks.HookNames):
         worker = self.worker_class(self.config, self.listeners, slot, self._wake_w, app=self.app,
                                    age=self._spawned)
         hooks.call(self.config, "pre_fork", self, worker)
+        # Blocked across the fork, so that the child gets no signal before its own handlers
+        # are in place (the supervisor's would act in the wrong process, the defaults kill).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             pid = os.fork()
         except OSError as exc:  # EAGAIN (process limits) or ENOMEM: the server goes on
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             slot.close()
             logs.error_log.error("cannot start a worker: fork failed: %s; retrying in 1 s "
                                  "(check the process limits and free memory)", exc.strerror)
             self._spawn_not_before = time.monotonic() + 1.0
             return None
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             worker.pid = pid
             record = self.workers[pid] = WorkerProcess(pid, slot, self.generation,
                                                        time.monotonic(), worker)
@@ -328,8 +333,8 @@ class Supervisor(hooks.HookNames):
         code = WORKER_BOOT_ERROR
         try:
             signal.set_wakeup_fd(-1)
-            for sig in SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
+            worker.install_boot_signals()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(self._wake_r)
             for other in self.workers.values():
                 other.slot.close()

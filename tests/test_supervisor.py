@@ -285,6 +285,29 @@ def test_usr1_reopens_log_files(tmp_path):
     assert "/second" not in (tmp_path / "access.log.1").read_text()
 
 
+def test_usr1_while_a_worker_boots_reaches_it(tmp_path):
+    """logrotate's USR1 while a worker imports the app: the worker reopens once it serves,
+    instead of writing to the moved file for the rest of its life."""
+    (tmp_path / "slow_app.py").write_text(
+        "import time\n"
+        "time.sleep(1.5)\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'up']\n")
+    access = tmp_path / "access.log"
+    args = ["-w", "1", "--chdir", str(tmp_path), "--access-logfile", str(access)]
+    with Server(args, app="slow_app:app", wait=False) as srv:
+        srv.wait_for_log(r"Booting worker with pid")
+        os.rename(access, tmp_path / "access.log.1")
+        srv.signal(signal.SIGUSR1)
+        srv.wait_for_log(r"\] Ready: 1 worker", timeout=15)
+        srv.wait_listening()
+        assert request(srv.port, "GET", "/after-rotation").body == b"up"
+        wait_until(lambda: access.exists() and "/after-rotation" in access.read_text(),
+                   message="the booting worker reopened the access log")
+    assert "/after-rotation" not in (tmp_path / "access.log.1").read_text()
+
+
 def test_failed_reopen_keeps_the_old_log_file(tmp_path):
     """USR1 while the log's directory is gone: the log goes on in the file it had."""
     logs = tmp_path / "logs"

@@ -115,6 +115,7 @@ class Worker(hooks.HookNames):
         self.server: Any = None  # the supervisor object (for the worker_exit hook)
         self.service: Any = None
         self._exiting = False
+        self._reopen_logs = False  # USR1 came while booting
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -149,13 +150,22 @@ class Worker(hooks.HookNames):
             pass
         os._exit(code)
 
-    def _run(self) -> int:
-        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH,
-                    signal.SIGUSR1):
-            signal.signal(sig, signal.SIG_IGN)  # the supervisor's signals (USR1: once serving)
+    def install_boot_signals(self) -> None:
+        """The signal handlers from the fork until the worker serves (the supervisor forks
+        with its signals blocked and unblocks them once these are in place)."""
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2, signal.SIGWINCH):
+            signal.signal(sig, signal.SIG_IGN)  # the supervisor's signals
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             # While booting there is nothing to finish; QUIT would otherwise dump core.
             signal.signal(sig, lambda *args: os._exit(0))
+        # logrotate may have moved the log files while the app was imported: reopen them then.
+        signal.signal(signal.SIGUSR1, self._reopen_when_serving)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def _reopen_when_serving(self, *args: Any) -> None:
+        self._reopen_logs = True
+
+    def _run(self) -> int:
         process.set_title("worker", self.config.proc_name or self.config.wsgi_app or "app")
         try:
             self.setup()
@@ -195,6 +205,8 @@ class Worker(hooks.HookNames):
 
             Reloader(config.reload_extra_files, self.request_reload).start()
         self.install_signals()
+        if self._reopen_logs:
+            logs.reopen()
         hooks.call(config, "post_worker_init", self)
         # What is loaded now lives as long as the worker: leave it out of the collector's full
         # passes, which otherwise scan the whole app and pause every request (13 ms for Flask).
