@@ -389,6 +389,8 @@ class Supervisor(hooks.HookNames):
             self._stop_worker(worker)
 
     def _stop_worker(self, worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
+        if self.stopped or (self._retired_listeners and worker.generation != self.generation):
+            worker.slot.set_takes_queue()  # no one accepts after it on (some of) its listeners
         try:
             os.kill(worker.pid, sig)
         except ProcessLookupError:

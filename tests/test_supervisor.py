@@ -574,6 +574,54 @@ def test_sync_worker_stops_accepting_on_term():
     assert all(o in (200, "refused") for o in outcomes), outcomes
 
 
+def _slow_requests(port, count, delay):
+    """``count`` concurrent requests to /slow-pid, each on its own connection: the pids (or
+    errors) that answered them, in the order they were sent."""
+    answers = [None] * count
+
+    def one(i):
+        try:
+            answers[i] = request(port, "GET", f"/slow-pid?{delay}", timeout=20).body.decode()
+        except Exception as exc:  # the outcome, compared below
+            answers[i] = repr(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)  # connected in this order
+    return threads, answers
+
+
+def test_retiring_worker_leaves_the_queue_to_the_others():
+    """TTOU (likewise HUP, --max-requests): the worker that retires finishes what it serves and
+    leaves the connections still queued to the workers that stay, instead of taking them all
+    and serving them one by one, old code, against its graceful timeout."""
+    with Server(["-k", "sync", "-w", "2"]) as srv:
+        before = worker_set(srv)
+        threads, answers = _slow_requests(srv.port, 8, 0.4)
+        time.sleep(0.1)  # two served, six queued
+        srv.signal(signal.SIGTTOU)
+        for thread in threads:
+            thread.join(30)
+        wait_until(lambda: len(worker_set(srv)) == 1, message="one worker left")
+        (retired,) = before - worker_set(srv)
+    assert all(a in {str(p) for p in before} for a in answers), answers
+    assert answers.count(str(retired)) == 1, answers  # only the request it had in hand
+
+
+def test_term_serves_the_connections_already_queued():
+    """A full stop: the connections queued on the listeners are taken and answered before
+    the listeners close (closing would reset them)."""
+    with Server(["-k", "sync", "-w", "1"]) as srv:
+        threads, answers = _slow_requests(srv.port, 4, 0.3)
+        time.sleep(0.1)  # one served, three queued
+        srv.signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(30)
+        assert srv.wait(15) == 0
+    assert len(set(answers)) == 1 and answers[0].isdigit(), answers
+
+
 def test_usr1_reopens_captured_output(tmp_path):
     log = tmp_path / "error.log"
     with Server(["-w", "1", "--error-logfile", str(log), "--capture-output"],

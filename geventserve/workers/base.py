@@ -42,6 +42,7 @@ BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 
 _SLOT_SIZE = 4096
 _HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
+_TAKES_QUEUE_AT = 9  # one byte: the listeners close with this worker (see takes_queue)
 _RELOADS = struct.Struct("I")  # at offset 12: how many reloads the worker asked for
 _MESSAGE_AT = 16
 
@@ -87,6 +88,16 @@ class Slot:
     def message(self) -> str:
         end = self._mem.find(b"\0", _MESSAGE_AT)
         return self._mem[_MESSAGE_AT:end].decode("utf-8", "replace")
+
+    @property
+    def takes_queue(self) -> bool:
+        """Set by the supervisor before a stop after which nobody accepts on the listeners (a
+        full stop, addresses a reload dropped): the worker takes the connections queued on
+        them first, or their close would reset those. Otherwise they are left to the others."""
+        return bool(self._mem[_TAKES_QUEUE_AT])
+
+    def set_takes_queue(self) -> None:
+        self._mem[_TAKES_QUEUE_AT] = 1
 
     def close(self) -> None:
         self._mem.close()
@@ -252,6 +263,10 @@ class Worker(hooks.HookNames):
                                 self.pid, self.service.requests)
             self.slot.beat(RETIRING)
             self.notify()
+
+    def last_to_accept(self) -> bool:
+        """Whether this worker, stopping, is the last to accept on its listeners."""
+        return self.slot.takes_queue or os.getppid() != self.ppid
 
     def log_cut_requests(self) -> None:
         """After the graceful timeout: say which requests are cut short."""

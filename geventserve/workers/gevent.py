@@ -194,12 +194,13 @@ class GeventWorker(Worker):
             pool.spawn(serve, sock, peer, listener)
 
     def _drain_and_close_listeners(self) -> None:
-        """Take the connections already queued on the listeners, then close them: closing a
-        listener with queued connections would reset those."""
+        """Close the listeners; when no one else will accept on them, take the connections
+        already queued first (closing would reset those)."""
         serve = self.service.serve
+        take = self.last_to_accept()
         for listener in self.listeners:
             listener.settimeout(0.0)
-            while not self.pool.full():
+            while take and not self.pool.full():
                 try:
                     sock, peer = listener.accept()
                 except OSError:

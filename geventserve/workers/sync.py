@@ -60,11 +60,13 @@ class SyncWorker(Worker):
                 beat()
                 if not self.alive:
                     break
-        # Closing a listener with connections queued would reset them: take those first (only
-        # those: the listener is closed before any of them is served), then serve them.
+        # When no one else will accept on the listeners, closing them with connections queued
+        # would reset those: take them first (only those: the listener is closed before any
+        # of them is served), then serve them. Otherwise they are left to the other workers.
         queued = []
+        take = self.last_to_accept()
         for listener in listeners:
-            while True:
+            while take:
                 try:
                     sock, peer = listener.accept()
                 except OSError:

@@ -44,6 +44,9 @@ def app(environ, start_response):
         return _text(start_response, "hello")
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
+    if path == "/slow-pid":
+        time.sleep(float(query or "0.5"))
+        return _text(start_response, str(os.getpid()))
     if path == "/environ" or path.startswith("/environ/"):
         data = {k: v for k, v in environ.items() if isinstance(v, (str, bool, int, tuple))}
         data.update((k, v) for k, v in os.environ.items() if k in ("GREETING", "OTHER"))
