@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 try:
     from setproctitle import setproctitle as _setproctitle
@@ -24,6 +24,24 @@ class PidFile:
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
+
+    def running_owner(self) -> Optional[int]:
+        """The PID of a geventserve still running under this file; None when there is no file
+        or a stale one (its process is gone, or the PID now belongs to another program)."""
+        try:
+            with open(self.path) as fh:
+                pid = int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
+        if pid <= 0 or pid in (os.getpid(), os.getppid()):  # the parent: a USR2 re-exec
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+        return pid if _runs_geventserve(pid) else None
 
     def write(self, pid: int) -> None:
         tmp = f"{self.path}.{pid}.tmp"
@@ -60,6 +78,17 @@ class PidFile:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+def _runs_geventserve(pid: int) -> bool:
+    """Whether process ``pid`` runs geventserve (True when it cannot be told)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return True  # not Linux, or hidden from this user: assume the worst
+    # "geventserve: master [...]" (a process title), "python -m geventserve", ".../geventserve"
+    return any(arg.startswith(b"geventserve") or arg.endswith(b"/geventserve") for arg in argv)
 
 
 def original(module: str, name: str) -> Any:

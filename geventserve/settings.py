@@ -374,7 +374,9 @@ SETTINGS: List[Setting] = [
             metavar="WHEN", examples=("optional", "required")),
     # -- process
     Setting("pidfile", PROCESS, ("-p", "--pid"), optional_string, None,
-            "Write the supervisor's PID to this file (removed on exit).", metavar="FILE",
+            "Write the supervisor's PID to this file (removed on exit). A start refuses a "
+            "file that names a geventserve still running; a stale one is replaced.",
+            metavar="FILE",
             examples=("/tmp/gs.pid", "/run/gs.pid")),
     Setting("proc_name", PROCESS, ("-n", "--name"), optional_string, None,
             "Name shown in process titles (geventserve: master [NAME]) when setproctitle is "

@@ -171,9 +171,16 @@ class Supervisor(hooks.HookNames):
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, signal.default_int_handler)
         self._check_open_files()
+        if config.pidfile:
+            pidfile = process.PidFile(config.pidfile)
+            owner = pidfile.running_owner()
+            if owner is not None:
+                raise StartupError(f"the PID file {pidfile.path} belongs to geventserve (pid "
+                                   f"{owner}), still running: stop it first, or give another "
+                                   "--pid", CONFIG_ERROR)
         self._open_listeners()
         if config.pidfile:
-            self.pidfile = process.PidFile(config.pidfile)
+            self.pidfile = pidfile
             try:
                 self.pidfile.write(self.pid)
             except OSError as exc:

@@ -29,6 +29,31 @@ def test_workers_share_the_listener_and_count_is_kept():
         assert len(seen) >= 2  # the workers accept from the shared socket
 
 
+def test_pid_file_of_a_running_server_is_not_taken(tmp_path):
+    """A second server given the PID file of one still running stops with one line, before it
+    binds anything, and the file still names the first; a stale file is replaced."""
+    pidfile = tmp_path / "gs.pid"
+    with Server(["-w", "1", "--pid", str(pidfile)]) as first:
+        proc = run_command([sys.executable, "-m", "geventserve", "-b", "127.0.0.1:0", "--pid",
+                            str(pidfile), "wsgi_app:app"], timeout=20, cwd=APPS,
+                           env=dict(os.environ, PYTHONPATH=APPS))
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert f"belongs to geventserve (pid {first.pid}), still running" in proc.stderr
+        assert pidfile.read_text().strip() == str(first.pid)
+    gone = subprocess.Popen(["true"])
+    gone.wait(10)
+    other = subprocess.Popen(["sleep", "30"])  # alive, but not a geventserve
+    try:
+        for stale in (gone.pid, other.pid):
+            pidfile.write_text(f"{stale}\n")
+            with Server(["-w", "1", "--pid", str(pidfile)]) as srv:
+                assert pidfile.read_text().strip() == str(srv.pid)
+    finally:
+        other.kill()
+        other.wait(10)
+
+
 def test_web_concurrency_sets_the_default_worker_count():
     with Server([], env={"WEB_CONCURRENCY": "3"}) as srv:
         wait_until(lambda: len(srv.worker_pids()) == 3, message="3 workers")
@@ -405,6 +430,30 @@ def test_usr2_then_term_old_master_under_load():
     assert load.failures == [], load.failures[:5]
     served_by_new = sum(n for body, n in load.bodies.items() if int(body) in new_workers)
     assert served_by_new > 100
+
+
+def test_usr2_moves_the_pid_file(tmp_path):
+    """The upgrade dance: after USR2 the PID file names the new supervisor and <file>.oldbin
+    the old one; TERM to the old one removes only .oldbin."""
+    pidfile = tmp_path / "gs.pid"
+    oldbin = tmp_path / "gs.pid.oldbin"
+    with Server(["-w", "1", "--pid", str(pidfile)]) as srv:
+        srv.signal(signal.SIGUSR2)
+        new_master = int(wait_until(
+            lambda: pidfile.exists() and pidfile.read_text().strip() not in ("", str(srv.pid))
+            and pidfile.read_text(), message="the new supervisor's PID file"))
+        try:
+            assert oldbin.read_text().strip() == str(srv.pid)
+            srv.wait_for_log(r"\[%d\] \[INFO\] Ready: 1 worker" % new_master)
+            srv.signal(signal.SIGTERM)
+            assert srv.wait(15) == 0
+            assert not oldbin.exists()
+            assert pidfile.read_text().strip() == str(new_master)
+            assert request(srv.port, "GET", "/").status == 200
+        finally:
+            os.kill(new_master, signal.SIGTERM)
+            wait_until(lambda: not _alive(new_master), timeout=15)
+    assert not pidfile.exists()
 
 
 def test_fair_spread_over_workers():
