@@ -222,6 +222,8 @@ def take_inherited(environ: MutableMapping[str, str]) -> Tuple[str, List[int]]:
 
 
 def _same_address(sock: socket.socket, address: Address) -> bool:
+    if address.kind == "fd":  # wrapping it again would give it two owners, each closing it
+        return sock.fileno() == address.fd
     try:
         name = sock.getsockname()
     except OSError:

@@ -95,7 +95,6 @@ def test_systemd_socket_activation():
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        proc.stderr.close()
 
 
 def _try_get(port, path):
@@ -566,6 +565,41 @@ def test_hup_with_a_changed_bind(tmp_path):
         # the old address is closed once its workers are gone: refused, not left hanging
         wait_until(lambda: _refused(first), message="old address closed")
         assert srv.proc.poll() is None
+
+
+def test_hup_that_adds_a_bind_keeps_an_fd_listener(tmp_path):
+    """-b fd://3 and a HUP that adds an address: the inherited socket is kept as it is, not
+    wrapped a second time (the first wrapper, dropped, would close it under the server)."""
+    inherited = socket.socket()
+    inherited.bind(("127.0.0.1", 0))
+    inherited.listen()
+    port, extra = inherited.getsockname()[1], _free_port()
+    conf = tmp_path / "conf.py"
+    conf.write_text("bind = ['fd://3']\n")
+    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); "
+                "os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, str(inherited.fileno()), "-m",
+                             "geventserve", "-c", str(conf), "-w", "1", "wsgi_app:app"],
+                            cwd=APPS, env=dict(os.environ, PYTHONPATH=APPS),
+                            pass_fds=[inherited.fileno()], stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    inherited.close()
+    try:
+        wait_until(lambda: _try_get(port, "/"), message="served on fd://3")
+        first_worker = children(proc.pid)[0]
+        conf.write_text(f"bind = ['fd://3', '127.0.0.1:{extra}']\n")
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_until(lambda: _try_get(extra, "/"), message="served on the added address")
+        wait_until(lambda: first_worker not in children(proc.pid), message="old worker gone")
+        # A worker forked from now on gets the supervisor's fd 3: it must still be the socket.
+        os.kill(children(proc.pid)[0], signal.SIGKILL)
+        wait_until(lambda: len(children(proc.pid)) == 1 and _try_get(port, "/pid") is not None
+                   and _try_get(port, "/pid").text == str(children(proc.pid)[0]),
+                   message="the replacement serves fd://3")
+        assert _try_get(extra, "/").status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 def _free_port():
