@@ -475,7 +475,9 @@ class Supervisor(hooks.HookNames):
             (self.config, self.target, self.generation, self.listeners,
              self.worker_class) = self._previous
             self._previous = None
-            self._retired_listeners = []
+            # Back in use again; those that a reload before this one retired are still retired.
+            self._retired_listeners = [s for s in self._retired_listeners
+                                       if s not in self.listeners]
             for listener in new_listeners:
                 if listener not in self.listeners:
                     self._close_listener(listener)

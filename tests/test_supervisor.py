@@ -567,6 +567,37 @@ def test_hup_with_a_changed_bind(tmp_path):
         assert srv.proc.poll() is None
 
 
+def test_failed_reload_after_a_reload_still_closes_the_first_address(tmp_path):
+    """HUP to a new address, and a second HUP (code that does not import) while the first new
+    workers still start: the second is undone, and the very first address is still closed,
+    its unix socket file removed, once its workers are gone."""
+    first = tmp_path / "first.sock"
+    second, third = _free_port(), _free_port()
+    conf = tmp_path / "conf.py"
+    conf.write_text(f"bind = ['unix:{first}']\n")
+    app = tmp_path / "reload_app.py"
+    app.write_text("def app(environ, start_response):\n"
+                   "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+                   "    return [b'ok']\n")
+    with Server(["-c", str(conf), "-w", "1", "--chdir", str(tmp_path)], app="reload_app:app",
+                bind=[], wait=False, env={"PYTHONDONTWRITEBYTECODE": "1"}) as srv:
+        srv.wait_for_log(r"Ready: 1 worker", timeout=15)
+        app.write_text("import time\nopen('slow-import', 'w').close()\ntime.sleep(2)\n"
+                       + app.read_text())
+        conf.write_text(f"bind = ['127.0.0.1:{second}']\n")
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_log(rf"Listening at: http://127.0.0.1:{second}")
+        wait_until((tmp_path / "slow-import").exists, message="the slow code read")
+        app.write_text("raise RuntimeError('broken')\n")
+        conf.write_text(f"bind = ['127.0.0.1:{third}']\n")
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_log("Reload failed")
+        wait_until(lambda: _try_get(second, "/"), message="served on the second address")
+        wait_until(lambda: not first.exists(), message="first address closed, file removed")
+        assert _refused(third)
+        assert srv.proc.poll() is None
+
+
 def test_hup_that_adds_a_bind_keeps_an_fd_listener(tmp_path):
     """-b fd://3 and a HUP that adds an address: the inherited socket is kept as it is, not
     wrapped a second time (the first wrapper, dropped, would close it under the server)."""
