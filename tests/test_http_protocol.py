@@ -378,7 +378,7 @@ def test_linger_outlasts_a_pause_in_the_upload(server):
     with Client(server.port, timeout=10) as client:
         client.send(f"POST /file?{size} HTTP/1.1\r\nHost: a\r\n"
                     "Content-Length: 10000000\r\n\r\n".encode() + b"x" * 100_000)
-        time.sleep(0.6)  # the answer has gone out; the client is busy elsewhere
+        time.sleep(0.4)  # the answer has gone out; the client is busy elsewhere
         client.send(b"x" * 100_000)
         response = client.read_response()
         assert response.status == 200 and response.header("connection") == "close"

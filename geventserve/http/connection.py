@@ -34,10 +34,11 @@ COPY_LIMIT = 16 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 # After an error response (or an unread body), how long client input is read and dropped before
 # the close; it stops sooner at the client's close, or once it is quiet for LINGER_QUIET seconds
-# (long enough for a busy machine and for a client held back by a full receive window).
+# (long enough for a client on a slow network or held back by a full receive window, and for a
+# busy machine; nginx waits 5 s).
 LINGER_SECONDS = 2.0
 LINGER_QUIET = 1.0
-# At most this many reads without waiting, to take the input already there before the close.
+# At most this many reads without waiting, to take the input already there.
 LINGER_LAST_READS = 16
 _socket_timeout = socket.timeout
 
@@ -416,27 +417,44 @@ class Connection:
         buffer = self.service.buffer
         try:
             sock.shutdown(socket.SHUT_WR)
-            deadline = monotonic() + LINGER_SECONDS
+        except (OSError, ValueError):
+            return
+        deadline = monotonic() + LINGER_SECONDS
+        try:
             while True:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
+                    self._read_pending()
                     return
-                quiet = min(remaining, LINGER_QUIET)
-                self._set_socket_timeout(quiet)
-                self._arm(quiet)
-                if not sock.recv_into(buffer):
-                    return
-        except _socket_timeout:
-            # A process kept off the CPU wakes with the timer and the bytes that came meanwhile
-            # both due, and the timer may win: take what is there, without waiting.
-            self._set_socket_timeout(0.0)
-            try:
-                for _ in range(LINGER_LAST_READS):
+                wait = min(remaining, LINGER_QUIET)
+                self._set_socket_timeout(wait)
+                self._arm(wait)
+                try:
                     if not sock.recv_into(buffer):
                         return
-            except (OSError, ValueError):
-                return
+                except _socket_timeout:
+                    # A process kept off the CPU wakes with the timer and the bytes that came
+                    # meanwhile both due, and the timer may win: bytes there mean not quiet.
+                    if not self._read_pending():
+                        return
         except (OSError, ValueError):
             return
         finally:
             self.deadline = 0.0
+
+    def _read_pending(self) -> Optional[int]:
+        """Read and drop the input already there, without waiting: how many bytes (None at
+        the client's close or a failure)."""
+        self._set_socket_timeout(0.0)
+        total = 0
+        try:
+            for _ in range(LINGER_LAST_READS):
+                received = self.sock.recv_into(self.service.buffer)
+                if not received:
+                    return None
+                total += received
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except (OSError, ValueError):
+            return None
+        return total
