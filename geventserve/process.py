@@ -25,12 +25,14 @@ class PidFile:
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
 
-    def running_owner(self) -> Optional[int]:
-        """The PID of a geventserve still running under this file; None when there is no file
-        or a stale one (its process is gone, or the PID now belongs to another program)."""
+    def running_owner(self) -> Optional[Tuple[int, bool]]:
+        """The PID of a geventserve that may still run under this file, and whether that is
+        certain; None when there is no file or a stale one (its process is gone, started after
+        the file was written, or runs another program)."""
         try:
             with open(self.path) as fh:
                 pid = int(fh.read().strip())
+            written = os.stat(self.path).st_mtime
         except (OSError, ValueError):
             return None
         if pid <= 0 or pid in (os.getpid(), os.getppid()):  # the parent: a USR2 re-exec
@@ -41,7 +43,8 @@ class PidFile:
             return None
         except PermissionError:
             pass  # alive, another user's
-        return pid if _runs_geventserve(pid) else None
+        runs = _runs_geventserve(pid, written)
+        return None if runs is False else (pid, runs is True)
 
     def write(self, pid: int) -> None:
         tmp = f"{self.path}.{pid}.tmp"
@@ -80,15 +83,23 @@ class PidFile:
             pass
 
 
-def _runs_geventserve(pid: int) -> bool:
-    """Whether process ``pid`` runs geventserve (True when it cannot be told)."""
+def _runs_geventserve(pid: int, written: float) -> Optional[bool]:
+    """Whether process ``pid`` is a geventserve supervisor that could have written a PID file
+    at time ``written``; None when this cannot be told (not Linux, or hidden)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             argv = fh.read().split(b"\0")
-    except OSError:
-        return True  # not Linux, or hidden from this user: assume the worst
-    # "geventserve: master [...]" (a process title), "python -m geventserve", ".../geventserve"
-    return any(arg.startswith(b"geventserve") or arg.endswith(b"/geventserve") for arg in argv)
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            ticks = int(fh.read().rpartition(b")")[2].split()[19])  # field 22: start time
+        with open("/proc/stat", "rb") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    if boot + ticks / os.sysconf("SC_CLK_TCK") > written + 1:
+        return False  # started after the file was written: the PID was reused
+    # "geventserve: master [...]" (its title), ".../geventserve ...", "python -m geventserve ..."
+    return (argv[0].startswith(b"geventserve: master") or argv[0].endswith(b"/geventserve")
+            or argv[0] == b"geventserve" or argv[1:3] == [b"-m", b"geventserve"])
 
 
 def original(module: str, name: str) -> Any:

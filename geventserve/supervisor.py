@@ -170,14 +170,16 @@ class Supervisor(hooks.HookNames):
         self._install_signals()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, signal.default_int_handler)
-        self._check_open_files()
         if config.pidfile:
             pidfile = process.PidFile(config.pidfile)
             owner = pidfile.running_owner()
             if owner is not None:
-                raise StartupError(f"the PID file {pidfile.path} belongs to geventserve (pid "
-                                   f"{owner}), still running: stop it first, or give another "
-                                   "--pid", CONFIG_ERROR)
+                pid, certain = owner
+                state = "still running" if certain else "which may still be running"
+                raise StartupError(f"the PID file {pidfile.path} names geventserve pid {pid}, "
+                                   f"{state}: stop it first, or give another --pid",
+                                   CONFIG_ERROR)
+        self._check_open_files()
         self._open_listeners()
         if config.pidfile:
             self.pidfile = pidfile

@@ -31,16 +31,23 @@ def test_workers_share_the_listener_and_count_is_kept():
 
 def test_pid_file_of_a_running_server_is_not_taken(tmp_path):
     """A second server given the PID file of one still running stops with one line, before it
-    binds anything, and the file still names the first; a stale file is replaced."""
+    does anything else (here: raise a low open-files limit), and the file still names the
+    first. A stale file is replaced: its process gone, another program, or one started after
+    the file was written (the PID reused)."""
     pidfile = tmp_path / "gs.pid"
     with Server(["-w", "1", "--pid", str(pidfile)]) as first:
         proc = run_command([sys.executable, "-m", "geventserve", "-b", "127.0.0.1:0", "--pid",
                             str(pidfile), "wsgi_app:app"], timeout=20, cwd=APPS,
-                           env=dict(os.environ, PYTHONPATH=APPS))
+                           env=dict(os.environ, PYTHONPATH=APPS),
+                           preexec_fn=_limit_open_files(1024, 20000))
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-        assert f"belongs to geventserve (pid {first.pid}), still running" in proc.stderr
+        assert f"names geventserve pid {first.pid}, still running" in proc.stderr
         assert pidfile.read_text().strip() == str(first.pid)
+        an_hour_ago = time.time() - 3600
+        os.utime(pidfile, (an_hour_ago, an_hour_ago))
+        with Server(["-w", "1", "--pid", str(pidfile)]) as second:
+            assert pidfile.read_text().strip() == str(second.pid)
     gone = subprocess.Popen(["true"])
     gone.wait(10)
     other = subprocess.Popen(["sleep", "30"])  # alive, but not a geventserve
