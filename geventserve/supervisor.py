@@ -380,7 +380,7 @@ class Supervisor(hooks.HookNames):
         if len(current) > self.target:  # TTOU: workers still booting first, then the oldest
             extra = sorted(current, key=lambda w: (w.slot.state == READY, w.started))
             for worker in extra[:len(current) - self.target]:
-                self._stop_worker(worker)
+                self._retire_worker(worker)
                 current.remove(worker)
         ready = [w for w in current if w.slot.state == READY]
         for worker in ready:
@@ -395,11 +395,16 @@ class Supervisor(hooks.HookNames):
             self._previous = None
             logs.error_log.info("Ready: %d worker(s) serving", len(ready))
         for worker in leaving:
-            self._stop_worker(worker)
+            self._retire_worker(worker)
+
+    def _retire_worker(self, worker: WorkerProcess) -> None:
+        """Stop a worker that others replace: it leaves the connections queued on the
+        listeners to them, unless it serves one that a reload dropped."""
+        if not any(listener in self._retired_listeners for listener in worker.worker.listeners):
+            worker.slot.set_leaves_queue()
+        self._stop_worker(worker)
 
     def _stop_worker(self, worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
-        if self.stopped or (self._retired_listeners and worker.generation != self.generation):
-            worker.slot.set_takes_queue()  # no one accepts after it on (some of) its listeners
         try:
             os.kill(worker.pid, sig)
         except ProcessLookupError:
@@ -618,6 +623,8 @@ class Supervisor(hooks.HookNames):
         self._close_listeners()
         limit = (self.config.graceful_timeout + KILL_GRACE) if graceful else 2.0
         for worker in list(self.workers.values()):
+            if self.reexec_pid:  # the new supervisor's workers accept on the same sockets
+                worker.slot.set_leaves_queue()
             self._stop_worker(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + limit
         while self.workers and time.monotonic() < deadline:

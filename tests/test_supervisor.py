@@ -696,20 +696,23 @@ def test_sync_worker_stops_accepting_on_term():
 
 
 def _slow_requests(port, count, delay):
-    """``count`` concurrent requests to /slow-pid, each on its own connection: the pids (or
-    errors) that answered them, in the order they were sent."""
+    """``count`` requests to /slow-pid, each on its own connection, all connected here (so all
+    queued before this returns), then sent at once: the threads, and the pids (or errors)
+    that answered, in the order of connection."""
+    clients = [Client(port, timeout=20) for _ in range(count)]
     answers = [None] * count
 
     def one(i):
         try:
-            answers[i] = request(port, "GET", f"/slow-pid?{delay}", timeout=20).body.decode()
+            with clients[i] as client:
+                client.request("GET", f"/slow-pid?{delay}")
+                answers[i] = client.read_response().body.decode()
         except Exception as exc:  # the outcome, compared below
             answers[i] = repr(exc)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
-        time.sleep(0.02)  # connected in this order
     return threads, answers
 
 
@@ -719,8 +722,8 @@ def test_retiring_worker_leaves_the_queue_to_the_others():
     and serving them one by one, old code, against its graceful timeout."""
     with Server(["-k", "sync", "-w", "2"]) as srv:
         before = worker_set(srv)
-        threads, answers = _slow_requests(srv.port, 8, 0.4)
-        time.sleep(0.1)  # two served, six queued
+        threads, answers = _slow_requests(srv.port, 5, 1.0)
+        time.sleep(0.2)  # two served, three queued
         srv.signal(signal.SIGTTOU)
         for thread in threads:
             thread.join(30)

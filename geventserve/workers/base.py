@@ -42,7 +42,7 @@ BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 
 _SLOT_SIZE = 4096
 _HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
-_TAKES_QUEUE_AT = 9  # one byte: the listeners close with this worker (see takes_queue)
+_LEAVES_QUEUE_AT = 9  # one byte: others accept on the listeners after this worker stops
 _RELOADS = struct.Struct("I")  # at offset 12: how many reloads the worker asked for
 _MESSAGE_AT = 16
 
@@ -90,14 +90,15 @@ class Slot:
         return self._mem[_MESSAGE_AT:end].decode("utf-8", "replace")
 
     @property
-    def takes_queue(self) -> bool:
-        """Set by the supervisor before a stop after which nobody accepts on the listeners (a
-        full stop, addresses a reload dropped): the worker takes the connections queued on
-        them first, or their close would reset those. Otherwise they are left to the others."""
-        return bool(self._mem[_TAKES_QUEUE_AT])
+    def leaves_queue(self) -> bool:
+        """Set by the supervisor before it stops a worker that others replace (HUP, TTOU,
+        --max-requests, or the old side of a USR2): the connections queued on the listeners
+        are left to those. Any other stop (a full one, TERM from outside) takes them first,
+        or closing the listeners might reset them."""
+        return bool(self._mem[_LEAVES_QUEUE_AT])
 
-    def set_takes_queue(self) -> None:
-        self._mem[_TAKES_QUEUE_AT] = 1
+    def set_leaves_queue(self) -> None:
+        self._mem[_LEAVES_QUEUE_AT] = 1
 
     def close(self) -> None:
         self._mem.close()
@@ -266,7 +267,7 @@ class Worker(hooks.HookNames):
 
     def last_to_accept(self) -> bool:
         """Whether this worker, stopping, is the last to accept on its listeners."""
-        return self.slot.takes_queue or os.getppid() != self.ppid
+        return not self.slot.leaves_queue or os.getppid() != self.ppid
 
     def log_cut_requests(self) -> None:
         """After the graceful timeout: say which requests are cut short."""

@@ -50,6 +50,8 @@ class SyncWorker(Worker):
             except InterruptedError:
                 continue
             for listener in ready:
+                if not self.alive:
+                    break  # TERM came with the wake-up: accept nothing more here
                 if listener is wake_r:
                     try:
                         os.read(wake_r, 512)
@@ -58,8 +60,6 @@ class SyncWorker(Worker):
                     continue
                 self._serve_one(listener)
                 beat()
-                if not self.alive:
-                    break
         # When no one else will accept on the listeners, closing them with connections queued
         # would reset those: take them first (only those: the listener is closed before any
         # of them is served), then serve them. Otherwise they are left to the other workers.
