@@ -192,6 +192,24 @@ def _alive(pid):
 
 # -- signals --------------------------------------------------------------------------------
 
+def _new_connections(port, seconds, pause):
+    """Open a connection and ask for /pid, again and again for ``seconds``: each one's status,
+    "refused", or the error that ended it."""
+    outcomes = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with Client(port, timeout=5) as client:
+                client.request("GET", "/pid")
+                outcomes.append(client.read_response().status)
+        except ConnectionRefusedError:
+            outcomes.append("refused")
+        except (OSError, EOFError) as exc:
+            outcomes.append(repr(exc))
+        time.sleep(pause)
+    return outcomes
+
+
 def test_term_lets_the_request_finish_then_exits_0():
     with Server(["-w", "2"]) as srv:
         result = {}
@@ -203,18 +221,7 @@ def test_term_lets_the_request_finish_then_exits_0():
         thread.start()
         time.sleep(0.5)
         srv.signal(signal.SIGTERM)
-        outcomes = []
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:  # new connections after TERM
-            try:
-                with Client(srv.port, timeout=5) as client:
-                    client.request("GET", "/pid")
-                    outcomes.append(client.read_response().status)
-            except ConnectionRefusedError:
-                outcomes.append("refused")
-            except (OSError, EOFError) as exc:
-                outcomes.append(f"reset: {exc!r}")
-            time.sleep(0.02)
+        outcomes = _new_connections(srv.port, seconds=3, pause=0.02)
         thread.join(10)
         assert srv.wait(15) == 0
     assert result["response"].status == 200 and result["response"].body == b"slept"
@@ -678,18 +685,7 @@ def test_sync_worker_stops_accepting_on_term():
         slow.start()
         time.sleep(0.3)
         srv.signal(signal.SIGTERM)
-        outcomes = []
-        deadline = time.monotonic() + 2.5
-        while time.monotonic() < deadline:
-            try:
-                with Client(srv.port, timeout=5) as client:
-                    client.request("GET", "/pid")
-                    outcomes.append(client.read_response().status)
-            except ConnectionRefusedError:
-                outcomes.append("refused")
-            except (OSError, EOFError) as exc:
-                outcomes.append(repr(exc))
-            time.sleep(0.05)
+        outcomes = _new_connections(srv.port, seconds=2.5, pause=0.05)
         slow.join(10)
         assert srv.wait(15) == 0
     assert all(o in (200, "refused") for o in outcomes), outcomes
