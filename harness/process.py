@@ -142,13 +142,8 @@ class Process:
             found = [match for match in map(regex.search, self.lines[start:]) if match]
             if len(found) >= count:
                 return found[count - 1]
-            if code is not None:
-                raise ProcessError(f"{self.name} exited ({code}) before logging {pattern!r}"
-                                   f"{f' {count} times' if count > 1 else ''}; "
-                                   f"{self.log_excerpt()}")
-            if time.monotonic() > deadline:
-                raise ProcessError(f"{self.name}: {pattern!r} not logged within {timeout:g}s; "
-                                   f"{self.log_excerpt()}")
+            times = f" {count} times" if count > 1 else ""
+            self._give_up_if(code, deadline, f"logging {pattern!r}{times}", timeout)
             time.sleep(0.02)
 
     def wait_answer(self, url: str, timeout: float = 15.0,
@@ -164,14 +159,18 @@ class Process:
                 last = f"status {status}"
             except (OSError, http.client.HTTPException) as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            code = self.exited()
-            if code is not None:
-                raise ProcessError(f"{self.name} exited ({code}) before answering {url}; "
-                                   f"{self.log_excerpt()}")
-            if time.monotonic() > deadline:
-                raise ProcessError(f"{self.name} did not answer {url} within {timeout:g}s "
-                                   f"({last}); {self.log_excerpt()}")
+            self._give_up_if(self.exited(), deadline, f"answering {url}", timeout, f" ({last})")
             time.sleep(0.05)
+
+    def _give_up_if(self, code: Optional[int], deadline: float, what: str, timeout: float,
+                    detail: str = "") -> None:
+        """Raise ProcessError if it exited (``code``) or ``deadline`` passed before ``what``."""
+        if code is not None:
+            raise ProcessError(f"{self.name} exited ({code}) before {what}; "
+                               f"{self.log_excerpt()}")
+        if time.monotonic() > deadline:
+            raise ProcessError(f"{self.name}: still not {what} after {timeout:g}s{detail}; "
+                               f"{self.log_excerpt()}")
 
     def worker_pids(self) -> List[int]:
         """Its live children (a supervisor's workers)."""

@@ -86,12 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     raise_open_files_limit(args.users)
     try:
         return MODES[args.mode][0].main(args)
-    except ProcessError as exc:
+    except (ProcessError, LocustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_SERVER
-    except LocustError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCUST
+        return EXIT_SERVER if isinstance(exc, ProcessError) else EXIT_LOCUST
     except KeyboardInterrupt as exc:
         print(f"\ninterrupted ({str(exc) or 'Ctrl-C'}): servers stopped", file=sys.stderr)
         return 130
