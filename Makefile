@@ -58,7 +58,7 @@ docs: $(VENV)/.installed-run
 	$(BIN)/python -m geventserve.docs > docs/settings.md
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check geventserve tests examples loadtests
+	$(BIN)/ruff check geventserve tests examples loadtests bench harness
 
 # -- benchmark: geventserve beside gunicorn -k gevent, one worker each (bench/bench.py).
 # BENCH_QUICK=1 for short runs; BENCH_ARGS="--workloads plain,flask" for a part.

@@ -9,27 +9,32 @@ geventserve / gunicorn. BENCH_QUICK=1 makes every run short. Not a test: nothing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the harness
+
+from harness import EXAMPLES, ROOT
+from harness.machine import machine_line, versions
+from harness.ports import free_port
+from harness.process import Process, server_env
+from harness.procfs import rss_mib
+from harness.servers import geventserve_command, gunicorn_command
+
 BENCH = os.path.join(ROOT, "bench")
 RESULTS = os.path.join(BENCH, "results")
-BIN = os.path.dirname(sys.executable)
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
 
@@ -61,101 +66,33 @@ WORKLOADS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def server_command(server: str, workload: Workload, port: int, keepalive: float) -> List[str]:
-    # --chdir, and a neutral working directory: no ./geventserve.conf.py or ./gunicorn.conf.py
-    # is picked up by either server.
-    common = ["-w", "1", "-b", f"127.0.0.1:{port}", "--worker-connections",
-              str(workload.worker_connections), "--log-level", "warning",
-              "--keep-alive", f"{keepalive:g}", "--chdir", workload.chdir]
+    options = ["-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}", "--worker-connections",
+               str(workload.worker_connections), "--log-level", "warning",
+               "--keep-alive", f"{keepalive:g}", "--chdir", workload.chdir]
     if server == "geventserve":
-        return ([sys.executable, "-m", "geventserve", "-k", "gevent"] + common
-                + workload.extra_args + [workload.app])
-    return ([os.path.join(BIN, "gunicorn"), "-k", "gevent"] + common + gunicorn_options()
-            + [workload.app])
+        return geventserve_command(options + workload.extra_args, workload.app)
+    return gunicorn_command(options, workload.app)
 
 
-def gunicorn_options() -> List[str]:
-    """gunicorn 27 opens a control socket at a fixed path; runs must not share it."""
-    help_text = subprocess.run([os.path.join(BIN, "gunicorn"), "--help"], capture_output=True,
-                               text=True, timeout=30).stdout
-    return ["--no-control-socket"] if "--no-control-socket" in help_text else []
+@contextlib.contextmanager
+def running(server: str, workload: Workload,
+            keepalive: float = 5) -> Iterator[Tuple[Process, int]]:
+    """``server`` serving ``workload``, pinned to SERVER_CPU and from a neutral working
+    directory (no ./geventserve.conf.py or ./gunicorn.conf.py is picked up), once it answered:
+    (its process, its port); stopped by PID on exit."""
+    port = free_port()
+    command = ["taskset", "-c", SERVER_CPU] + server_command(server, workload, port, keepalive)
+    env = server_env({"PYTHONPATH": os.pathsep.join([workload.chdir, ROOT])})
+    with Process(command, name=server, cwd=RESULTS, env=env, append=True, stop_timeout=10,
+                 log=os.path.join(RESULTS, f"server-{server}.log")).start() as process:
+        process.wait_answer(f"http://127.0.0.1:{port}{workload.path.split('?')[0]}", timeout=20)
+        time.sleep(0.3)  # let the worker settle after its first request
+        yield process, port
 
 
-class RunningServer:
-    """A server started pinned to SERVER_CPU; stopped (by PID) on exit."""
-
-    def __init__(self, server: str, workload: Workload, keepalive: float = 5) -> None:
-        self.port = free_port()
-        command = ["taskset", "-c", SERVER_CPU] + server_command(server, workload, self.port,
-                                                                keepalive)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([workload.chdir, ROOT]))
-        self.log = open(os.path.join(RESULTS, f"server-{server}.log"), "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(command, cwd=RESULTS, env=env, stdout=self.log,
-                                     stderr=self.log, start_new_session=True)
-        self.wait_ready(workload.path)
-
-    def wait_ready(self, path: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited ({self.proc.returncode}); see "
-                                   f"{self.log.name}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-                    sock.sendall(f"GET {path.split('?')[0]} HTTP/1.0\r\n\r\n".encode())
-                    if sock.recv(12).startswith(b"HTTP/1."):
-                        time.sleep(0.3)  # let the worker settle after its first request
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the server did not answer within {timeout}s")
-
-    def worker_rss_mib(self) -> float:
-        total = 0
-        for pid in children(self.proc.pid):
-            with open(f"/proc/{pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        return total / 1024
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(5)
-        self.log.close()
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def children(pid: int) -> List[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
+def worker_rss_mib(process: Process) -> float:
+    return rss_mib(process.worker_pids())
 
 
 _DURATION = re.compile(r"([\d.]+)(us|ms|s|m)")
@@ -190,10 +127,10 @@ def run_wrk(workload: Workload, port: int, duration: float) -> Dict[str, float]:
 
 
 def measure(server: str, workload: Workload, duration: float, warmup: float) -> Dict[str, float]:
-    with RunningServer(server, workload) as running:
-        run_wrk(workload, running.port, warmup)
-        result = run_wrk(workload, running.port, duration)
-        result["rss"] = running.worker_rss_mib()
+    with running(server, workload) as (process, port):
+        run_wrk(workload, port, warmup)
+        result = run_wrk(workload, port, duration)
+        result["rss"] = worker_rss_mib(process)
     return result
 
 
@@ -205,23 +142,23 @@ def idle_connections(server: str, count: int, probes: int = 50) -> Dict[str, flo
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < count + 1000:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1000), hard))
-    with RunningServer(server, workload, keepalive=600) as running:
-        base_rss = running.worker_rss_mib()
+    with running(server, workload, keepalive=600) as (process, port):
+        base_rss = worker_rss_mib(process)
         request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
         held = []
         try:
             for _ in range(count):
-                sock = socket.create_connection(("127.0.0.1", running.port), timeout=30)
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
                 sock.sendall(request)
                 held.append(sock)
             for sock in held:  # each has had its response: now an idle keep-alive connection
                 read_response(sock)
             time.sleep(1.0)
-            rss = running.worker_rss_mib()
+            rss = worker_rss_mib(process)
             latencies = []
             for _ in range(probes):
                 started = time.perf_counter()
-                with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
                     sock.sendall(request)
                     read_response(sock)
                 latencies.append(time.perf_counter() - started)
@@ -260,29 +197,6 @@ def _still_open(sock: socket.socket) -> bool:
         return True
     except OSError:
         return False
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(line.split(":", 1)[1].strip() for line in fh
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
-
-
-def versions() -> str:
-    def version(package: str) -> str:
-        try:
-            from importlib.metadata import version as v
-            return v(package)
-        except Exception:
-            return "?"
-    return (f"Python {platform.python_version()}, geventserve {version('geventserve')}, "
-            f"gunicorn {version('gunicorn')}, gevent {version('gevent')}, "
-            f"Flask {version('flask')}")
 
 
 def fmt_ms(seconds: float) -> str:
@@ -347,7 +261,8 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
            idle: Dict[str, Dict[str, float]], args: argparse.Namespace,
            started: datetime.datetime, duration: float) -> str:
     median: Callable[[List[float]], float] = statistics.median
-    lines = [f"Benchmark of {started:%Y-%m-%d %H:%M}, {machine()}; {versions()}.",
+    lines = [f"Benchmark of {started:%Y-%m-%d %H:%M}, {machine_line()}; "
+             f"{versions('geventserve', 'gunicorn', 'gevent', 'Flask')}.",
              f"One worker pinned to CPU {SERVER_CPU}, wrk pinned to CPU {CLIENT_CPU}; "
              f"{args.rounds} interleaved rounds of {duration:g} s; medians.", "",
              "| workload | server | req/s | p50 | p99 | errors | worker RSS | ratio req/s |",

@@ -1,190 +1,70 @@
-"""Test helpers: start the real server as a subprocess, speak raw HTTP to it over sockets."""
+"""Test helpers: the real server started as a subprocess (through the harness), raw HTTP spoken
+to it over sockets, client load, certificates."""
 
 from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from harness import EXAMPLES
+from harness.process import Process, run_command, server_env
+from harness.procfs import children
+from harness.servers import GEVENTSERVE_READY, geventserve_command
+
+__all__ = ["APPS", "EXAMPLES", "GEVENTSERVE_CONF", "Client", "Load", "Response", "Server",
+           "children", "make_certificate", "raw", "request", "run_command", "wait_until"]
+
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
+GEVENTSERVE_CONF = os.path.join(EXAMPLES, "geventserve.conf.py")
 LISTENING = re.compile(r"Listening at: (http://([\d.]+|\[[0-9a-f:]+\]):(\d+)|unix:(\S+))")
 
 
-class Server:
-    """A geventserve process group started for a test; always stopped by PID."""
+class Server(Process):
+    """geventserve started for a test (harness.process.Process: its own process group, its
+    output in memory, always stopped by PID), by default serving the tests' wsgi_app on a free
+    port, once it listens, says it is ready and answers ``ready_path``."""
 
     def __init__(self, args: Sequence[str], app: Optional[str] = "wsgi_app:app",
                  cwd: str = APPS, env: Optional[Dict[str, str]] = None,
                  bind: Optional[List[str]] = None, wait: bool = True, ready_path: str = "/",
                  preexec_fn=None) -> None:
         self.args = list(args)
-        cmd = [sys.executable, "-m", "geventserve"]
-        if bind is None:
-            bind = ["127.0.0.1:0"]
-        for address in bind:
-            cmd += ["-b", address]
-        cmd += self.args
-        if app:
-            cmd.append(app)
-        full_env = dict(os.environ)
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.pop("GEVENTSERVE_CMD_ARGS", None)
-        full_env.pop("WEB_CONCURRENCY", None)
-        full_env["PYTHONPATH"] = os.pathsep.join([APPS, full_env.get("PYTHONPATH", "")])
-        if env:
-            full_env.update(env)
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=preexec_fn)
-        self.pid = self.proc.pid
-        self.lines: List[str] = []
-        self.out_lines: List[str] = []
-        self._lock = threading.Lock()
-        self._readers = [threading.Thread(target=self._read, args=(self.proc.stderr, self.lines), daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stdout, self.out_lines), daemon=True)]
-        for reader in self._readers:
-            reader.start()
+        binds = [option for address in (["127.0.0.1:0"] if bind is None else bind)
+                 for option in ("-b", address)]
+        path = os.pathsep.join([APPS, os.environ.get("PYTHONPATH", "")])
+        full_env = server_env({"PYTHONPATH": path, **(env or {})})
+        super().__init__(geventserve_command(binds + self.args, app), name="geventserve",
+                         cwd=cwd, env=full_env, preexec_fn=preexec_fn)
         self.port = 0
         self.addresses: List[str] = []
+        self.start()
         if wait:
-            self.wait_listening()
-            if ready_path:
-                self.wait_for_log(r"\[INFO\] Ready: ", timeout=15)
-                self.wait_ready(ready_path)
-
-    def _read(self, stream, sink: List[str]) -> None:
-        for raw in iter(stream.readline, b""):
-            with self._lock:
-                sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        with self._lock:
-            return "\n".join(self.lines)
-
-    @property
-    def stdout(self) -> str:
-        with self._lock:
-            return "\n".join(self.out_lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            with self._lock:
-                for line in self.lines[start:]:
-                    match = regex.search(line)
-                    if match:
-                        return match
-            if self.proc.poll() is not None:
-                time.sleep(0.2)
-                with self._lock:
-                    for line in self.lines[start:]:
-                        match = regex.search(line)
-                        if match:
-                            return match
-                raise AssertionError(f"server exited ({self.proc.returncode}) before logging "
-                                     f"{pattern!r}; log:\n{self.log}")
-            time.sleep(0.02)
-        raise AssertionError(f"{pattern!r} not logged within {timeout}s; log:\n{self.log}")
+            try:
+                self.wait_listening()
+                if ready_path:
+                    self.wait_for_log(GEVENTSERVE_READY, timeout=15)
+                    self.wait_ready(ready_path)
+            except BaseException:
+                self.stop()
+                raise
 
     def wait_listening(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                found = [LISTENING.search(line) for line in self.lines]
-            found = [m for m in found if m]
-            if found:
-                self.addresses = [m.group(1) for m in found]
-                for m in found:
-                    if m.group(3):
-                        self.port = int(m.group(3))
-                        break
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited ({self.proc.returncode}); log:\n{self.log}")
-            time.sleep(0.02)
-        raise AssertionError(f"server did not listen within {timeout}s; log:\n{self.log}")
+        """Wait for its "Listening at" lines: ``addresses`` and the first TCP ``port``."""
+        self.wait_for_log(LISTENING.pattern, timeout=timeout)
+        found = [m for m in map(LISTENING.search, self.lines) if m]
+        self.addresses = [m.group(1) for m in found]
+        self.port = next((int(m.group(3)) for m in found if m.group(3)), 0)
 
     def wait_ready(self, path: str = "/", timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                response = request(self.port, "GET", path, timeout=2)
-                if response.status < 500:
-                    return
-            except OSError as exc:
-                last = exc
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited ({self.proc.returncode}); log:\n{self.log}")
-            time.sleep(0.05)
-        raise AssertionError(f"server not ready within {timeout}s ({last}); log:\n{self.log}")
-
-    def worker_pids(self) -> List[int]:
-        return children(self.pid)
-
-    def signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        """Stop the whole process group: TERM, then KILL after a short grace."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        for reader in self._readers:
-            reader.join(2)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def children(pid: int) -> List[int]:
-    """PIDs of the direct children of ``pid`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return sorted(found)
+        """Wait until GET ``path`` is answered with a status below 500."""
+        self.wait_answer(f"http://127.0.0.1:{self.port}{path}", timeout=timeout,
+                         accept=lambda status: status < 500)
 
 
 @dataclass
@@ -440,21 +320,3 @@ def make_certificate(folder):
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                     "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
     return cert, key
-
-
-def run_command(cmd: Sequence[str], timeout: float = 30.0,
-                **kwargs) -> subprocess.CompletedProcess[str]:
-    """subprocess.run with text output, in a session of its own: whatever the command leaves
-    behind (a supervisor's workers) is killed with its process group, also on a timeout."""
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **kwargs)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if proc.returncode is None:
-            proc.communicate()
-    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)

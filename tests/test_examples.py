@@ -16,8 +16,9 @@ import time
 
 import pytest
 
+from harness.nginx import NGINX, render_nginx_conf
+from harness.ports import free_ports
 from helpers import Client, Server, make_certificate, request, run_command
-from nginx_support import NGINX, free_ports, render_nginx_conf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")

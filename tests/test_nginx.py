@@ -19,8 +19,17 @@ import time
 
 import pytest
 
-from helpers import APPS, Client, Load, Server, make_certificate, request, wait_until
-from nginx_support import GEVENTSERVE_CONF, Nginx
+from harness.nginx import Nginx
+from helpers import (
+    APPS,
+    GEVENTSERVE_CONF,
+    Client,
+    Load,
+    Server,
+    make_certificate,
+    request,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
