@@ -630,6 +630,15 @@ class Supervisor(hooks.HookNames):
         while self.workers and time.monotonic() < deadline:
             self._sleep(0.1)
             self._reap()
+            fast = [sig for sig in self.signals if sig in (signal.SIGINT, signal.SIGQUIT)]
+            self.signals.clear()
+            if graceful and fast:  # INT or QUIT during a graceful stop: it becomes a fast one
+                logs.error_log.info("Handling signal: %s (fast stop)",
+                                    signal.Signals(fast[0]).name)
+                graceful, limit = False, 2.0
+                deadline = min(deadline, time.monotonic() + limit)
+                for worker in list(self.workers.values()):
+                    self._stop_worker(worker, signal.SIGQUIT)
         if self.workers:
             logs.error_log.warning("%d worker(s) still running after %gs: killing them",
                                    len(self.workers), limit)

@@ -291,6 +291,30 @@ def test_int_is_a_fast_stop():
         client.close()
 
 
+@pytest.mark.parametrize("worker_class,sig", [("gevent", signal.SIGINT), ("sync", signal.SIGQUIT)],
+                         ids=["gevent-INT", "sync-QUIT"])
+def test_int_or_quit_during_a_graceful_stop_makes_it_fast(worker_class, sig):
+    """TERM while a 15 s request is served, then INT (or QUIT) a second later: the graceful
+    stop turns into a fast one at once, as gunicorn's does, instead of waiting for the
+    request."""
+    with Server(["-k", worker_class, "-w", "1"]) as srv:
+        client = Client(srv.port, timeout=30)
+        client.request("GET", "/sleep?15")
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        srv.wait_for_log("Handling signal: TERM")
+        time.sleep(1.0)
+        assert srv.proc.poll() is None  # still draining the request
+        asked = time.monotonic()
+        srv.signal(sig)
+        assert srv.wait(20) == 0  # the status of a fast stop
+        stopped_in = time.monotonic() - asked
+        assert client.closed_by_server(timeout=5)
+        client.close()
+    assert stopped_in < 4, stopped_in
+    assert f"Handling signal: {signal.Signals(sig).name} (fast stop)" in srv.log
+
+
 def test_ttin_ttou_change_the_worker_count():
     with Server(["-w", "2"]) as srv:
         wait_until(lambda: len(srv.worker_pids()) == 2)
