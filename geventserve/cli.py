@@ -12,10 +12,9 @@ import sys
 from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
 from . import __version__, logs
+from .exits import ExitCode
 from .settings import BY_NAME, SECTIONS, SETTINGS, Config, SettingError
 
-USAGE_ERROR = 2
-CONFIG_ERROR = 1
 DEFAULT_CONFIG_FILE = "geventserve.conf.py"
 ENV_ARGS = "GEVENTSERVE_CMD_ARGS"
 
@@ -165,7 +164,7 @@ def check_config(config: Config) -> int:
         config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
     except (ImportError, SettingError) as exc:
         print(f"geventserve: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR
+        return ExitCode.CONFIG
     if issubclass(worker_class, GeventWorker):
         patch()
     try:
@@ -174,10 +173,10 @@ def check_config(config: Config) -> int:
     except AppLoadError as exc:
         print(f"geventserve: error: {exc}", file=sys.stderr)
         logs.error_log.debug("application load failed", exc_info=True)
-        return 4
+        return ExitCode.APP_LOAD
     print(f"geventserve: configuration OK; {config.wsgi_app} loads with the "
           f"{config.worker_class} worker")
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: Optional[List[str]] = None) -> NoReturn:
@@ -191,13 +190,13 @@ def run(argv: Sequence[str]) -> int:
         config = layer_settings(actions)
     except UsageError as exc:
         print(f"geventserve: error: {exc} (see geventserve --help)", file=sys.stderr)
-        return USAGE_ERROR
+        return ExitCode.USAGE
     except SettingError as exc:
         print(f"geventserve: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR
+        return ExitCode.CONFIG
     if actions.get("print_config"):
         print_config(config)
-        return 0
+        return ExitCode.OK
     if actions.get("check_config"):
         logs.setup(config.loglevel)
         return check_config(config)
@@ -207,12 +206,12 @@ def run(argv: Sequence[str]) -> int:
         configure_logs(config)
     except OSError as exc:
         print(f"geventserve: error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR
+        return ExitCode.CONFIG
 
     try:
         return Supervisor(config, argv=argv).run()
     except SettingError as exc:
         logs.error_log.error("%s", exc)
-        return CONFIG_ERROR
+        return ExitCode.CONFIG
     except KeyboardInterrupt:
-        return 0
+        return ExitCode.OK

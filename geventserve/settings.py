@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from . import sockets
+from . import logs, sockets
 
 
 class SettingError(Exception):
@@ -198,9 +198,7 @@ def cert_reqs(value: Any) -> int:
 
 
 def access_format(value: Any) -> str:
-    from .logs import compile_access_format
-
-    compile_access_format(string(value))
+    logs.compile_access_format(string(value))
     return value
 
 
@@ -394,7 +392,7 @@ SETTINGS: List[Setting] = [
             "Where to write the access log: a file, or - for standard output. Off by default.",
             metavar="FILE", examples=("-", "/tmp/gs-access.log")),
     Setting("access_log_format", LOGGING, ("--access-logformat",), access_format,
-            '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+            logs.DEFAULT_ACCESS_FORMAT,
             "Access log line, with gunicorn's atoms: h remote address, l '-', u user, t time, "
             "r request line, m method, U path, q query, H protocol, s status, B bytes, b bytes "
             "or '-', f referer, a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, "

@@ -22,24 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import hooks, logs, process, sockets
+from .exits import ExitCode
 from .loading import AppLoadError, load_app, prepare_path
 from .settings import Config, SettingError
 from .workers import load_worker_class
-from .workers.base import (
-    APP_LOAD_ERROR,
-    BOOTING,
-    FAILED,
-    READY,
-    RETIRING,
-    WORKER_BOOT_ERROR,
-    Slot,
-    Worker,
-)
-from .workers.watchdog import WORKER_TIMEOUT
+from .workers.base import BOOTING, FAILED, READY, RETIRING, Slot, Worker
 
 SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
            signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
-CONFIG_ERROR = 1
 KILL_GRACE = 5.0  # seconds past a deadline before a worker that did not stop is killed
 CRASH_WINDOW = 5.0  # more than CRASH_LIMIT deaths within it slow respawning down
 CRASH_LIMIT = 5
@@ -111,7 +101,7 @@ class Supervisor(hooks.HookNames):
         self.target = 0
         self.signals: List[int] = []
         self.stopped = False
-        self.exit_code = 0
+        self.exit_code = ExitCode.OK
         self.reexec_pid = 0
         self.pidfile: Optional[process.PidFile] = None
         self._previous: Optional[tuple] = None  # what a failed reload returns to
@@ -145,7 +135,7 @@ class Supervisor(hooks.HookNames):
             return exc.code
         except KeyboardInterrupt:  # INT, TERM or QUIT while starting (a slow preload)
             self._cleanup()
-            return 0
+            return ExitCode.OK
         try:
             self._loop()
         finally:
@@ -158,11 +148,11 @@ class Supervisor(hooks.HookNames):
         try:
             self.worker_class = load_worker_class(config.worker_class)
         except ImportError as exc:
-            raise StartupError(str(exc), WORKER_BOOT_ERROR) from None
+            raise StartupError(str(exc), ExitCode.WORKER_BOOT) from None
         try:
             target = config.worker_count
         except SettingError as exc:
-            raise StartupError(str(exc), CONFIG_ERROR) from None
+            raise StartupError(str(exc), ExitCode.CONFIG) from None
         apply_environment(config)
         hooks.call(config, "on_starting", self)
         # Signals are queued from here on (logrotate's USR1 may come during a slow preload),
@@ -178,7 +168,7 @@ class Supervisor(hooks.HookNames):
                 state = "still running" if certain else "which may still be running"
                 raise StartupError(f"the PID file {pidfile.path} names geventserve pid {pid}, "
                                    f"{state}: stop it first, or give another --pid",
-                                   CONFIG_ERROR)
+                                   ExitCode.CONFIG)
         self._check_open_files()
         self._open_listeners()
         if config.pidfile:
@@ -187,7 +177,7 @@ class Supervisor(hooks.HookNames):
                 self.pidfile.write(self.pid)
             except OSError as exc:
                 self.pidfile = None
-                raise StartupError(str(exc), CONFIG_ERROR) from None
+                raise StartupError(str(exc), ExitCode.CONFIG) from None
         process.set_title("master", config.proc_name or config.wsgi_app or "app")
         if config.preload_app and self.app is None:
             self._preload()
@@ -233,9 +223,9 @@ class Supervisor(hooks.HookNames):
                 in_order=kind == "reexec")
             self._created.update(created)
         except sockets.BindError as exc:
-            raise StartupError(str(exc), CONFIG_ERROR) from None
+            raise StartupError(str(exc), ExitCode.CONFIG) from None
         except ValueError as exc:
-            raise StartupError(f"invalid --bind: {exc}", CONFIG_ERROR) from None
+            raise StartupError(f"invalid --bind: {exc}", ExitCode.CONFIG) from None
 
     def _preload(self) -> None:
         from .workers.gevent import GeventWorker, patch
@@ -247,7 +237,7 @@ class Supervisor(hooks.HookNames):
             self.app = load_app(self.config.wsgi_app)
         except AppLoadError as exc:
             logs.error_log.debug("application load failed", exc_info=True)
-            raise StartupError(str(exc), APP_LOAD_ERROR) from None
+            raise StartupError(str(exc), ExitCode.APP_LOAD) from None
         gc.freeze()  # keep the collector off the shared pages, for copy-on-write
 
     def _install_signals(self) -> None:
@@ -339,7 +329,7 @@ class Supervisor(hooks.HookNames):
             logs.error_log.info("Booting worker with pid: %d", pid)
             return record
         # -- in the child ------------------------------------------------------------------
-        code = WORKER_BOOT_ERROR
+        code = ExitCode.WORKER_BOOT
         try:
             signal.set_wakeup_fd(-1)
             worker.install_boot_signals()
@@ -451,11 +441,12 @@ class Supervisor(hooks.HookNames):
         if worker.stopping_since or self.stopped:
             logs.error_log.info("Worker exiting (pid: %d)", worker.pid)
             return
-        if worker.slot.state in (BOOTING, FAILED) and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
+        if worker.slot.state in (BOOTING, FAILED) and code in (ExitCode.APP_LOAD,
+                                                                ExitCode.WORKER_BOOT):
             self._boot_failed(worker, code)
             return
         self._count_crash()
-        if code == WORKER_TIMEOUT:
+        if code == ExitCode.WORKER_TIMEOUT:
             logs.error_log.error("Worker (pid:%d) was stopped by its watchdog after a blocked "
                                  "event loop (report above); starting a new one", worker.pid)
         else:
@@ -612,7 +603,7 @@ class Supervisor(hooks.HookNames):
                 os.execve(command[0], command,
                           process.reexec_environ(fds, self.listener_origin))
             finally:
-                os._exit(WORKER_BOOT_ERROR)
+                os._exit(ExitCode.WORKER_BOOT)
         self.reexec_pid = pid
         logs.error_log.info("Handling signal: USR2: started a new supervisor (pid:%d) on the "
                             "same sockets; send TERM to this one (pid:%d) once it is ready",
