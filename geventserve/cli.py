@@ -157,7 +157,6 @@ def check_config(config: Config) -> int:
     """--check-config: import the app as a worker would (patched first for gevent)."""
     from .loading import AppLoadError, load_app, prepare_path
     from .workers import load_worker_class
-    from .workers.gevent import GeventWorker, patch
 
     try:
         worker_class = load_worker_class(config.worker_class)
@@ -165,8 +164,7 @@ def check_config(config: Config) -> int:
     except (ImportError, SettingError) as exc:
         print(f"geventserve: error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    if issubclass(worker_class, GeventWorker):
-        patch()
+    worker_class.before_app_import()
     try:
         prepare_path(config.chdir, config.pythonpath)
         load_app(config.wsgi_app)

@@ -228,10 +228,7 @@ class Supervisor(hooks.HookNames):
             raise StartupError(f"invalid --bind: {exc}", ExitCode.CONFIG) from None
 
     def _preload(self) -> None:
-        from .workers.gevent import GeventWorker, patch
-
-        if issubclass(self.worker_class, GeventWorker):
-            patch(for_supervisor=True)  # before the app's modules import socket, ssl...
+        self.worker_class.before_app_import(in_supervisor=True)
         try:
             prepare_path(self.config.chdir, self.config.pythonpath)
             self.app = load_app(self.config.wsgi_app)

@@ -127,6 +127,12 @@ class Worker(hooks.HookNames):
         self._exiting = False
         self._reopen_logs = False  # USR1 came while booting
 
+    @classmethod
+    def before_app_import(cls, in_supervisor: bool = False) -> None:
+        """Prepare this process to import the app for workers of this class (the gevent
+        worker patches the standard library). ``in_supervisor``: the --preload import, in the
+        process that forks and reaps the workers."""
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def run(self) -> int:
