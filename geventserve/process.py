@@ -130,11 +130,6 @@ INHERITED_FDS = "GEVENTSERVE_FDS"
 INHERITED_FDS_KIND = "GEVENTSERVE_FDS_KIND"
 
 
-def reexec_command(argv: List[str]) -> List[str]:
-    """The command that starts this same server again (USR2): same interpreter, same args."""
-    return [sys.executable, "-m", "geventserve"] + list(argv)
-
-
 def reexec_environ(fds: List[int], kind: str) -> Dict[str, str]:
     """The environment of the re-executed server: its listeners' fds, and where they came
     from (systemd's are kept whatever --bind says)."""

@@ -19,9 +19,10 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
 from . import hooks, logs, process, sockets
+from .config import ConfigError, ConfigSource
 from .exits import ExitCode
 from .loading import AppLoadError, load_app, prepare_path
 from .settings import Config, SettingError
@@ -84,13 +85,11 @@ def describe_exit(status: int) -> str:
 class Supervisor(hooks.HookNames):
     """Owns the listening sockets and the worker processes."""
 
-    def __init__(self, config: Config, app: Optional[Callable[..., Any]] = None,
-                 argv: Optional[Sequence[str]] = None) -> None:
+    def __init__(self, source: ConfigSource, config: Config,
+                 app: Optional[Callable[..., Any]] = None) -> None:
+        self.source = source  # loaded again on HUP; re-executed on USR2
         self.config = config
         self.app = app
-        #: the command line, to re-read the settings on HUP and to re-execute on USR2
-        self.argv = list(argv) if argv is not None else None
-        self.start_cwd = os.getcwd()
         self.pid = os.getpid()
         self.listeners: List[Any] = []
         self.listener_origin = "bind"  # or "systemd", "reexec"
@@ -519,23 +518,15 @@ class Supervisor(hooks.HookNames):
         if signalled:
             logs.error_log.info("Handling signal: HUP (reload)")
         hooks.call(self.config, "on_reload", self)
-        config = self.config
-        worker_class = self.worker_class
-        if self.argv is not None:
-            from .cli import UsageError, make_config
-
-            here = os.getcwd()
-            try:
-                os.chdir(self.start_cwd)  # where relative paths of the command line started
-                config = make_config(self.argv)
-                config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
-                worker_class = load_worker_class(config.worker_class)
-            except (UsageError, SettingError, ImportError) as exc:
-                logs.error_log.error("Reload failed: %s; still serving with the current "
-                                     "settings", exc)
-                return
-            finally:
-                os.chdir(here)
+        try:
+            config = self.source.load()
+            config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
+            worker_class = load_worker_class(config.worker_class)
+        except (ConfigError, SettingError, ImportError) as exc:
+            logs.error_log.error("Reload failed: %s; still serving with the current "
+                                 "settings", exc)
+            return
+        if config is not self.config:  # read again: log files and -e variables may change
             try:
                 configure_logs(config)
             except OSError as exc:
@@ -574,11 +565,11 @@ class Supervisor(hooks.HookNames):
             logs.error_log.warning("USR2 ignored: a new supervisor (pid:%d) is already running",
                                    self.reexec_pid)
             return
-        if self.argv is None:
+        command = self.source.reexec_command()
+        if command is None:
             logs.error_log.warning("USR2 ignored: re-executing needs the command line "
                                    "(this server was started by serve())")
             return
-        command = process.reexec_command(self.argv)
         fds = [listener.fileno() for listener in self.listeners]
         if self.pidfile is not None:
             self.pidfile.rename(".oldbin")  # before the new supervisor writes its own
@@ -595,7 +586,7 @@ class Supervisor(hooks.HookNames):
                 signal.set_wakeup_fd(-1)
                 for fd in fds:
                     os.set_inheritable(fd, True)
-                os.chdir(self.start_cwd)
+                os.chdir(self.source.start_dir)
                 hooks.call(self.config, "pre_exec", self)
                 os.execve(command[0], command,
                           process.reexec_environ(fds, self.listener_origin))
