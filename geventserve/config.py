@@ -16,8 +16,9 @@ from .exits import ExitCode
 from .settings import BY_NAME, SECTIONS, SETTINGS, Config, SettingError
 
 ENV_ARGS = "GEVENTSERVE_CMD_ARGS"
-#: read when no -c is given: the first of these found in the current directory
-DEFAULT_CONFIG_FILES = ("geventserve.conf.py",)
+#: read when no -c is given: the first of these found in the current directory (gunicorn
+#: reads ./gunicorn.conf.py, so a project moving over keeps its file)
+DEFAULT_CONFIG_FILES = ("geventserve.conf.py", "gunicorn.conf.py")
 ACTIONS = ("config", "check_config", "print_config")
 
 
@@ -49,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--version", action="version", version=f"geventserve {__version__}")
     parser.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help=f"Python config file (default: ./{DEFAULT_CONFIG_FILES[0]} if it "
-                             "exists); gunicorn.conf.py files work too.")
+                        help=f"Python config file (default: ./{DEFAULT_CONFIG_FILES[0]}, else "
+                             f"./{DEFAULT_CONFIG_FILES[1]}, if one exists); gunicorn's config "
+                             "files work unchanged.")
     parser.add_argument("--check-config", action="store_true", default=argparse.SUPPRESS,
                         help="Load the settings and import the application, then exit (0 if "
                              "both are fine) without serving.")
@@ -104,6 +106,7 @@ def load_config_file(path: str, config: Config) -> None:
             config.set(name, value, source_name)
         else:
             logs.error_log.warning("config file %s: unknown setting %r ignored", path, name)
+    config.file = os.path.abspath(path)
 
 
 def _apply_args(config: Config, values: Dict[str, Any], source: str) -> None:

@@ -458,6 +458,7 @@ class Config:
 
     values: Dict[str, Any] = field(default_factory=dict)
     sources: Dict[str, str] = field(default_factory=dict)
+    file: Optional[str] = None  # the config file read (absolute path), if any
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:

@@ -63,6 +63,12 @@ def configure_logs(config: Config) -> None:
                config.access_log_json, config.capture_output)
 
 
+def log_config_file(config: Config) -> None:
+    """Say which config file the settings were read from (at start and on each reload)."""
+    if config.file:
+        logs.error_log.info("Config file: %s", config.file)
+
+
 def apply_environment(config: Config) -> None:
     """-e/--env: variables for the app (set here, so that the workers inherit them)."""
     for entry in config.raw_env:
@@ -183,6 +189,7 @@ class Supervisor(hooks.HookNames):
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, self._queue_signal)
         logs.error_log.info("Starting geventserve %s", sys.modules["geventserve"].__version__)
+        log_config_file(config)
         for listener in self.listeners:
             logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)
         logs.error_log.info("Using worker: %s", config.worker_class)
@@ -532,6 +539,7 @@ class Supervisor(hooks.HookNames):
             except OSError as exc:
                 logs.error_log.error("Reload failed: %s", exc)
                 return
+            log_config_file(config)
             apply_environment(config)
         listeners = self.listeners
         wanted = (config.bind, config.backlog, config.reuse_port)
