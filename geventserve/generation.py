@@ -7,6 +7,8 @@ once all its workers are ready. Until then a failed boot brings the previous one
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
@@ -46,6 +48,11 @@ class Generation:
         return Generation(self.number + 1, config, load_worker_class(config.worker_class),
                           self.target, OnBootFailure.ROLL_BACK, previous=self)
 
+    def on_boot_failure_of(self, generation: Generation) -> OnBootFailure:
+        """What the failed boot of a worker of ``generation`` leads to, this one current: for
+        an old generation's worker, nothing but a try later (its replacements are coming)."""
+        return self.on_boot_failure if generation is self else OnBootFailure.RETRY
+
     def loaded(self) -> None:
         """One of its workers is ready: the app loads, so a later boot failure is transient."""
         if self.on_boot_failure is OnBootFailure.EXIT:
@@ -71,3 +78,22 @@ class WorkerProcess:
     stopping_since: float = 0.0  # when it was told to stop (0: it was not)
     reloads_seen: int = 0  # --reload requests of this worker already acted upon
     was_ready: bool = False  # it has reported READY at least once
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig``; False if the process is gone already."""
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self, sig: int) -> None:
+        """Tell it to stop (TERM: gracefully, QUIT: at once, KILL) and note when."""
+        if self.signal(sig):
+            self.stopping_since = time.monotonic()
+
+    def asked_reload(self) -> bool:
+        """--reload: whether the worker saw a source file change since the last call."""
+        requests = self.slot.reload_requests
+        asked, self.reloads_seen = requests != self.reloads_seen, requests
+        return asked

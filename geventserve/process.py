@@ -6,7 +6,7 @@ import os
 import resource
 import signal
 import sys
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 from .exits import ExitCode
 
@@ -148,6 +148,20 @@ def fork(blocked: Iterable[int], child: Callable[[Any], None]) -> int:
         child(mask)
     finally:
         os._exit(ExitCode.WORKER_BOOT)
+
+
+def reap() -> Iterator[Tuple[int, int]]:
+    """The children that have exited, as (pid, wait status), without waiting for the others."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if not pid:
+            return
+        yield pid, status
 
 
 def describe_exit(status: int) -> str:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from . import logs
 from .exits import ExitCode
 from .process import PidFile, describe_exit
+
+if TYPE_CHECKING:  # imported for the annotations only (sockets imports this module)
+    from .config import ConfigSource
+    from .sockets import ListenerSet
 
 INHERITED_FDS = "GEVENTSERVE_FDS"
 INHERITED_FDS_KIND = "GEVENTSERVE_FDS_KIND"
@@ -34,8 +38,10 @@ class Reexec:
     def __init__(self) -> None:
         self.pid = 0
 
-    def start(self, command: Optional[List[str]], cwd: str, fds: List[int], origin: str,
-              pidfile: Optional[PidFile], before_exec: Callable[[], None]) -> None:
+    def start(self, source: ConfigSource, listeners: ListenerSet, pidfile: Optional[PidFile],
+              before_exec: Callable[[], None]) -> None:
+        """Fork and exec ``source``'s command with the current ``listeners``."""
+        command = source.reexec_command()
         if self.pid:
             logs.error_log.warning("USR2 ignored: a new supervisor (pid:%d) is already running",
                                    self.pid)
@@ -44,6 +50,7 @@ class Reexec:
             logs.error_log.warning("USR2 ignored: re-executing needs the command line "
                                    "(this server was started by serve())")
             return
+        fds = [sock.fileno() for sock in listeners.current]
         if pidfile is not None:
             pidfile.rename(".oldbin")  # before the new supervisor writes its own
         try:
@@ -59,9 +66,9 @@ class Reexec:
                 signal.set_wakeup_fd(-1)
                 for fd in fds:
                     os.set_inheritable(fd, True)
-                os.chdir(cwd)
+                os.chdir(source.start_dir)
                 before_exec()
-                os.execve(command[0], command, reexec_environ(fds, origin))
+                os.execve(command[0], command, reexec_environ(fds, listeners.origin))
             finally:
                 os._exit(ExitCode.WORKER_BOOT)
         self.pid = pid

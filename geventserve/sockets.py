@@ -307,7 +307,7 @@ class ListenerSet:
 
     def open(self, binds: Binds, environ: MutableMapping[str, str]) -> None:
         """At start: the sockets systemd or a re-exec passed on, else new ones for --bind;
-        BindError or ValueError with one line."""
+        BindError with one line."""
         kind, fds = take_inherited(environ)
         self.origin = kind or "bind"
         self._binds = binds
@@ -315,7 +315,10 @@ class ListenerSet:
             self.current = [adopt_fd(fd) for fd in fds]
             return
         candidates = [adopt_fd(fd) for fd in fds]
-        self.current, created = open_listeners(*binds, candidates, in_order=kind == "reexec")
+        try:
+            self.current, created = open_listeners(*binds, candidates, in_order=kind == "reexec")
+        except ValueError as exc:
+            raise BindError(f"invalid --bind: {exc}") from None
         self._created.update(created)
 
     def rebind(self, binds: Binds) -> List[socket.socket]:

@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import hooks, logs, process, sockets
 from .config import ConfigError, ConfigSource
@@ -31,7 +31,7 @@ from .reexec import Reexec
 from .restart import RestartPolicy
 from .settings import Config, SettingError
 from .wakeup import Wakeup
-from .workers.base import BOOTING, FAILED, READY, RETIRING, Slot, Worker
+from .workers.base import BOOTING, FAILED, READY, RETIRING, Slot
 
 KILL_GRACE = 5.0  # seconds past a deadline before a worker that did not stop is killed
 FAST_STOP_LIMIT = 2.0  # seconds the workers have to end on INT or QUIT
@@ -53,10 +53,30 @@ class Stop:
     workers still running are killed (then, 2 s later, the supervisor leaves anyway)."""
 
     graceful: bool
-    limit: float
+    limit: float  # seconds the workers have
     deadline: float
     quiet: bool = False  # a start that failed: no "Shutting down" line
     killed: bool = False
+
+    @classmethod
+    def begin(cls, graceful: bool, graceful_timeout: float, quiet: bool) -> Stop:
+        limit = graceful_timeout + KILL_GRACE if graceful else FAST_STOP_LIMIT
+        return cls(graceful, limit, time.monotonic() + limit, quiet)
+
+    def hurry(self) -> bool:
+        """INT or QUIT during a graceful stop: it becomes a fast one (False if it is one)."""
+        if not self.graceful or self.killed:
+            return False
+        self.graceful, self.limit = False, FAST_STOP_LIMIT
+        self.deadline = min(self.deadline, time.monotonic() + FAST_STOP_LIMIT)
+        return True
+
+    def overdue(self) -> bool:
+        """Whether the workers left are to be killed now (once; they then get 2 s more)."""
+        if self.killed or time.monotonic() <= self.deadline:
+            return False
+        self.killed, self.deadline = True, time.monotonic() + 2.0
+        return True
 
     def done(self, workers_left: int) -> bool:
         return not workers_left or (self.killed and time.monotonic() > self.deadline)
@@ -79,6 +99,23 @@ def apply_environment(config: Config) -> None:
     for entry in config.raw_env:
         key, _, value = entry.partition("=")
         os.environ[key] = value
+
+
+def log_start(config: Config, listeners: List[Any], pid: int) -> None:
+    """The start's lines (tools and tests read "Listening at" for the addresses)."""
+    logs.error_log.info("Starting geventserve %s", sys.modules["geventserve"].__version__)
+    log_config_file(config)
+    for listener in listeners:
+        logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), pid)
+    logs.error_log.info("Using worker: %s", config.worker_class)
+
+
+def use_logs_and_environment(config: Config) -> None:
+    """Settings read again on a reload: their log files (OSError with one line if one cannot
+    open), the config file named there, their -e variables."""
+    configure_logs(config)
+    log_config_file(config)
+    apply_environment(config)
 
 
 def check_pidfile(path: str) -> process.PidFile:
@@ -196,8 +233,6 @@ class Supervisor(hooks.HookNames):
             self.listeners.open((config.bind, config.backlog, config.reuse_port), os.environ)
         except sockets.BindError as exc:
             raise StartupError(str(exc), ExitCode.CONFIG) from None
-        except ValueError as exc:
-            raise StartupError(f"invalid --bind: {exc}", ExitCode.CONFIG) from None
         if self.listeners.origin == "systemd":
             logs.error_log.info("Using %d socket(s) from systemd; --bind is ignored",
                                 len(self.listeners.current))
@@ -211,11 +246,7 @@ class Supervisor(hooks.HookNames):
         if config.preload_app and self.app is None:
             self.app = preload(config, self.generation.worker_class)
         self.wakeup.queue(STOP_SIGNALS)
-        logs.error_log.info("Starting geventserve %s", sys.modules["geventserve"].__version__)
-        log_config_file(config)
-        for listener in self.listeners.current:
-            logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)
-        logs.error_log.info("Using worker: %s", config.worker_class)
+        log_start(config, self.listeners.current, self.pid)
         hooks.call(config, "when_ready", self)
         self._set_target(target)
 
@@ -232,30 +263,26 @@ class Supervisor(hooks.HookNames):
 
     def _stop(self, graceful: bool, quiet: bool = False) -> None:
         """Close the listeners and tell every worker to stop; the loop waits for them."""
-        limit = self.config.graceful_timeout + KILL_GRACE if graceful else FAST_STOP_LIMIT
-        self.stopping = Stop(graceful, limit, time.monotonic() + limit, quiet)
+        self.stopping = Stop.begin(graceful, self.config.graceful_timeout, quiet)
         self.listeners.close_all(unlink=not self.reexec.pid)
         for worker in list(self.workers.values()):
             if self.reexec.pid:  # the new supervisor's workers accept on the same sockets
                 worker.slot.set_leaves_queue()
-            self._stop_worker(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
+            worker.stop(signal.SIGTERM if graceful else signal.SIGQUIT)
 
     def _fast_stop(self, sig: int) -> None:
         """INT or QUIT: the workers stop at once, also when a graceful stop is under way."""
-        stop = self.stopping
-        if stop is not None and (not stop.graceful or stop.killed):
-            return
+        if self.stopping is not None and not self.stopping.hurry():
+            return  # a fast stop already
         logs.error_log.info("Handling signal: %s (fast stop)", signal.Signals(sig).name)
-        if stop is None:
+        if self.stopping is None:
             self._stop(graceful=False)
-            return
-        stop.graceful, stop.limit = False, FAST_STOP_LIMIT
-        stop.deadline = min(stop.deadline, time.monotonic() + FAST_STOP_LIMIT)
-        self._signal_workers(signal.SIGQUIT)
+        else:
+            self._signal_workers(signal.SIGQUIT)
 
     def _cleanup(self) -> None:
         for worker in list(self.workers.values()):
-            self._stop_worker(worker, signal.SIGKILL)
+            worker.stop(signal.SIGKILL)
         self.listeners.close_all(unlink=not self.reexec.pid)
         if self.pidfile is not None:
             self.pidfile.remove(self.pid)
@@ -290,9 +317,8 @@ class Supervisor(hooks.HookNames):
         self._signal_workers(signal.SIGUSR1)
 
     def on_usr2(self) -> None:
-        self.reexec.start(self.source.reexec_command(), self.source.start_dir,
-                          [s.fileno() for s in self.listeners.current], self.listeners.origin,
-                          self.pidfile, lambda: hooks.call(self.config, "pre_exec", self))
+        self.reexec.start(self.source, self.listeners, self.pidfile,
+                          lambda: hooks.call(self.config, "pre_exec", self))
 
     HANDLERS: Dict[int, Callable[[Supervisor], None]] = {
         signal.SIGHUP: on_hup, signal.SIGTERM: on_term, signal.SIGINT: on_int,
@@ -316,8 +342,11 @@ class Supervisor(hooks.HookNames):
         worker = generation.worker_class(generation.config, list(self.listeners.current), slot,
                                          self.wakeup.write_fd, app=self.app, age=self._spawned)
         hooks.call(generation.config, "pre_fork", self, worker)
+        # Not the worker's: the wake-up pipe, the other workers' slots, what a reload left.
+        unneeded = [self.wakeup, *(w.slot for w in self.workers.values()),
+                    *self.listeners.not_current()]
         try:
-            pid = process.fork(self.SIGNALS, lambda mask: self._in_worker(worker, mask))
+            pid = process.fork(self.SIGNALS, lambda mask: worker.run_forked(self, mask, unneeded))
         except OSError as exc:
             slot.close()
             logs.error_log.error("cannot start a worker: fork failed: %s; retrying in 1 s "
@@ -330,23 +359,11 @@ class Supervisor(hooks.HookNames):
         logs.error_log.info("Booting worker with pid: %d", pid)
         return record
 
-    def _in_worker(self, worker: Worker, mask: Any) -> None:
-        """In the forked child: the worker's handlers, then the signals unblocked; nothing of
-        the supervisor's that the worker does not need; then it runs until it exits."""
-        self.wakeup.close_in_child()
-        worker.install_boot_signals()
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for other in self.workers.values():
-            other.slot.close()
-        for listener in self.listeners.not_current():  # left by a reload: not this worker's
-            listener.close()
-        worker.pid = os.getpid()
-        worker.server = self
-        hooks.call(worker.config, "post_fork", self, worker)
-        worker.exit(worker.run())
-
     def _manage_workers(self) -> None:
-        if self._reload_asked():
+        asked = [w for w in self.workers.values() if not w.stopping_since and w.asked_reload()
+                 and w.generation is self.generation]
+        if asked:  # --reload: a worker saw a source file change
+            logs.error_log.info("Reloading: %s", asked[-1].slot.message)
             self._reload()
         generation, now = self.generation, time.monotonic()
         running = [w for w in self.workers.values() if not w.stopping_since]
@@ -379,50 +396,19 @@ class Supervisor(hooks.HookNames):
         for worker in leaving:
             self._retire_worker(worker)
 
-    def _reload_asked(self) -> bool:
-        """--reload: whether a current worker saw a source file change since last time."""
-        asked = None
-        for worker in self.workers.values():
-            requests = worker.slot.reload_requests
-            if not worker.stopping_since and requests != worker.reloads_seen:
-                worker.reloads_seen = requests
-                if worker.generation is self.generation:
-                    asked = worker
-        if asked is not None:
-            logs.error_log.info("Reloading: %s", asked.slot.message)
-        return asked is not None
-
     def _retire_worker(self, worker: WorkerProcess) -> None:
         """Stop a worker that others replace: it leaves the connections queued on the
         listeners to them, unless it serves one that a reload dropped."""
         if all(listener in self.listeners.current for listener in worker.worker.listeners):
             worker.slot.set_leaves_queue()
-        self._stop_worker(worker)
-
-    def _stop_worker(self, worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.kill(worker.pid, sig)
-        except ProcessLookupError:
-            return
-        worker.stopping_since = time.monotonic()
+        worker.stop(signal.SIGTERM)
 
     def _signal_workers(self, sig: int) -> None:
-        for pid in list(self.workers):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        for worker in list(self.workers.values()):
+            worker.signal(sig)
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            if not pid:
-                break
+        for pid, status in process.reap():
             if self.reexec.reaped(pid, status, self.pidfile):
                 continue
             worker = self.workers.pop(pid, None)
@@ -439,26 +425,22 @@ class Supervisor(hooks.HookNames):
             logs.error_log.info("Worker exiting (pid: %d)", worker.pid)
         elif worker.slot.state in (BOOTING, FAILED) and code in BOOT_FAILURES:
             self._boot_failed(worker, code)
-        elif code == ExitCode.WORKER_TIMEOUT:
-            self.restart.crashed()
-            logs.error_log.error("Worker (pid:%d) was stopped by its watchdog after a blocked "
-                                 "event loop (report above); starting a new one", worker.pid)
         else:
             self.restart.crashed()
-            logs.error_log.error("Worker (pid:%d) died: %s; starting a new one", worker.pid,
-                                 process.describe_exit(status))
+            how = ("was stopped by its watchdog after a blocked event loop (report above)"
+                   if code == ExitCode.WORKER_TIMEOUT else f"died: {process.describe_exit(status)}")
+            logs.error_log.error("Worker (pid:%d) %s; starting a new one", worker.pid, how)
 
     def _boot_failed(self, worker: WorkerProcess, code: int) -> None:
         message = worker.slot.message or "the worker failed to start"
         generation = self.generation
-        mode = (generation.on_boot_failure if worker.generation is generation
-                else OnBootFailure.RETRY)  # an old generation's: its replacements are coming
+        mode = generation.on_boot_failure_of(worker.generation)
         if mode is OnBootFailure.ROLL_BACK:  # new code that does not load: keep the old
             logs.error_log.error("Reload failed: %s; still serving with the previous workers",
                                  message)
             for other in list(self.workers.values()):
                 if other.generation is generation:
-                    self._stop_worker(other, signal.SIGKILL)
+                    other.stop(signal.SIGKILL)
             self.generation = generation.previous
             self.listeners.roll_back()
         elif mode is OnBootFailure.EXIT:  # at start-up: no fork loop, one line and the code
@@ -472,31 +454,29 @@ class Supervisor(hooks.HookNames):
 
     def _check_deadlines(self) -> None:
         """Kill the workers that outlive a stop or the graceful timeout, or stop beating."""
-        now = time.monotonic()
-        stop = self.stopping
-        if stop is not None:
-            if self.workers and not stop.killed and now > stop.deadline:
+        if self.stopping is not None:
+            if self.workers and self.stopping.overdue():
                 logs.error_log.warning("%d worker(s) still running after %gs: killing them",
-                                       len(self.workers), stop.limit)
+                                       len(self.workers), self.stopping.limit)
                 self._signal_workers(signal.SIGKILL)
-                stop.killed, stop.deadline = True, now + 2.0
             return
+        now = time.monotonic()
         timeout = self.config.timeout
         for worker in list(self.workers.values()):
             if worker.stopping_since:
                 if now - worker.stopping_since > self.config.graceful_timeout + KILL_GRACE:
                     logs.error_log.warning("Worker (pid:%d) did not stop within the graceful "
                                            "timeout: killing it", worker.pid)
-                    self._stop_worker(worker, signal.SIGKILL)
+                    worker.stop(signal.SIGKILL)
                 continue
             silent = now - worker.slot.last_beat
             # The worker's own watchdog reports at `timeout`; this covers a worker too stuck
             # to run it (C code holding the GIL, or a slow boot).
             if timeout and silent > timeout + max(1.0, timeout / 4):
-                state = "booting" if worker.slot.state == BOOTING else "silent"
                 logs.error_log.critical("WORKER TIMEOUT (pid:%d): %s for %.1fs; killing it",
-                                        worker.pid, state, silent)
-                self._stop_worker(worker, signal.SIGKILL)
+                                        worker.pid, "booting" if worker.slot.state == BOOTING
+                                        else "silent", silent)
+                worker.stop(signal.SIGKILL)
                 worker.stopping_since = 0.0  # its death is a failure, logged as such
 
     def _reload(self) -> None:
@@ -512,14 +492,12 @@ class Supervisor(hooks.HookNames):
             logs.error_log.error("Reload failed: %s; still serving with the current "
                                  "settings", exc)
             return
-        if config is not current.config:  # read again: log files and -e variables may change
-            try:
-                configure_logs(config)
-            except OSError as exc:
-                logs.error_log.error("Reload failed: %s", exc)
-                return
-            log_config_file(config)
-            apply_environment(config)
+        try:
+            if config is not current.config:  # read again: log files, -e variables may change
+                use_logs_and_environment(config)
+        except OSError as exc:
+            logs.error_log.error("Reload failed: %s", exc)
+            return
         try:
             opened = self.listeners.rebind((config.bind, config.backlog, config.reuse_port))
         except (sockets.BindError, ValueError) as exc:

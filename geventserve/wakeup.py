@@ -58,7 +58,8 @@ class Wakeup:
             except (BlockingIOError, InterruptedError):
                 pass
 
-    def close_in_child(self) -> None:
-        """In a forked worker: the pipe is the supervisor's to read."""
+    def close(self) -> None:
+        """Signals no longer write to the pipe, and its reading end is closed (done in each
+        worker just forked: the pipe is the supervisor's to read)."""
         signal.set_wakeup_fd(-1)
         os.close(self.read_fd)

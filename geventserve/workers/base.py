@@ -18,7 +18,7 @@ import struct
 import sys
 import traceback
 from time import monotonic
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 from .. import hooks, logs, process
 from ..exits import ExitCode
@@ -165,6 +165,19 @@ class Worker(hooks.HookNames):
         except Exception:
             pass
         os._exit(code)
+
+    def run_forked(self, server: Any, mask: Any, unneeded: Iterable[Any]) -> None:
+        """In the child just forked, its signals blocked: close ``unneeded`` (what the
+        supervisor holds that is not this worker's), install this worker's handlers, then
+        unblock the signals (``mask``); the post_fork hook; run, and exit."""
+        for thing in unneeded:
+            thing.close()
+        self.install_boot_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self.pid = os.getpid()
+        self.server = server
+        hooks.call(self.config, "post_fork", server, self)
+        self.exit(self.run())
 
     def install_boot_signals(self) -> None:
         """The signal handlers from the fork until the worker serves (the supervisor forks
