@@ -23,7 +23,8 @@ def serve(app: Callable[..., Any], **settings: Any) -> int:
     """
     from .config import FixedConfig
     from .settings import Config
-    from .supervisor import Supervisor, configure_logs
+    from .startup import configure_logs
+    from .supervisor import Supervisor
 
     config = Config()
     for name, value in settings.items():

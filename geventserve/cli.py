@@ -12,7 +12,8 @@ from . import logs
 from .config import CommandLineConfig, ConfigError, UsageError, parse_command_line
 from .exits import ExitCode
 from .settings import Config, SettingError
-from .supervisor import Supervisor, configure_logs
+from .startup import configure_logs
+from .supervisor import Supervisor
 
 
 def print_config(config: Config) -> None:
