@@ -21,12 +21,14 @@ def serve(app: Callable[..., Any], **settings: Any) -> int:
     a wrong name or value raises SettingError. The call blocks until the server stops (SIGTERM,
     SIGINT, SIGQUIT); the workers are forked from the calling process.
     """
+    from .config import FixedConfig
     from .settings import Config
-    from .supervisor import Supervisor, configure_logs
+    from .startup import configure_logs
+    from .supervisor import Supervisor
 
     config = Config()
     for name, value in settings.items():
         config.set(name, value, source="serve()")
     config.check()
     configure_logs(config)
-    return Supervisor(config, app=app).run()
+    return Supervisor(FixedConfig(config), config, app=app).run()

@@ -11,9 +11,10 @@ HEADER = """# Settings
 Generated from `geventserve/settings.py` by `make docs`; edit the table there, not this file.
 
 Each setting can be given, from lowest to highest precedence, by its default, by the Python
-config file (`-c FILE`, else `./geventserve.conf.py` if it exists; a gunicorn config file using
-the same names works unchanged), by the `GEVENTSERVE_CMD_ARGS` environment variable (command-line
-flags, for example `GEVENTSERVE_CMD_ARGS="-w 4 --timeout 60"`), and by the command line.
+config file (`-c FILE`, else `./geventserve.conf.py` or, failing that, `./gunicorn.conf.py` if
+one exists; a gunicorn config file using the same names works unchanged), by the
+`GEVENTSERVE_CMD_ARGS` environment variable (command-line flags, for example
+`GEVENTSERVE_CMD_ARGS="-w 4 --timeout 60"`), and by the command line.
 An unknown name in a config file is a warning; a bad value stops the server with one line
 naming the setting and the value. `geventserve --print-config` shows the effective settings and
 where each came from; `geventserve --check-config APP` also imports the application.

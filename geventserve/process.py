@@ -1,11 +1,14 @@
-"""Process chores: titles (with setproctitle when installed), the PID file, the re-exec command."""
+"""Process chores: titles (with setproctitle when installed), the PID file, fork, exit statuses."""
 
 from __future__ import annotations
 
 import os
 import resource
+import signal
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
+
+from .exits import ExitCode
 
 try:
     from setproctitle import setproctitle as _setproctitle
@@ -126,19 +129,48 @@ def raise_open_files_limit(needed: int) -> Tuple[int, int, bool]:
     return soft, target, target >= needed
 
 
-INHERITED_FDS = "GEVENTSERVE_FDS"
-INHERITED_FDS_KIND = "GEVENTSERVE_FDS_KIND"
+
+def fork(blocked: Iterable[int], child: Callable[[Any], None]) -> int:
+    """fork(2) with the ``blocked`` signals blocked across it, so that the child gets none
+    before its own handlers are in place (the parent's would act in the wrong process, the
+    defaults kill). The child runs ``child(mask)``, which restores the mask, and never returns
+    from here. OSError when the system refuses (EAGAIN: process limits, ENOMEM)."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        pid = os.fork()
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return pid
+    try:
+        child(mask)
+    finally:
+        os._exit(ExitCode.WORKER_BOOT)
 
 
-def reexec_command(argv: List[str]) -> List[str]:
-    """The command that starts this same server again (USR2): same interpreter, same args."""
-    return [sys.executable, "-m", "geventserve"] + list(argv)
+def reap() -> Iterator[Tuple[int, int]]:
+    """The children that have exited, as (pid, wait status), without waiting for the others."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if not pid:
+            return
+        yield pid, status
 
 
-def reexec_environ(fds: List[int], kind: str) -> Dict[str, str]:
-    """The environment of the re-executed server: its listeners' fds, and where they came
-    from (systemd's are kept whatever --bind says)."""
-    env = dict(os.environ)
-    env[INHERITED_FDS] = ",".join(str(fd) for fd in fds)
-    env[INHERITED_FDS_KIND] = kind
-    return env
+def describe_exit(status: int) -> str:
+    """'exit code 3' or 'signal SIGKILL' for a wait status."""
+    if os.WIFSIGNALED(status):
+        num = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(num).name
+        except ValueError:
+            name = str(num)
+        return f"signal {name}" + (" (core dumped)" if os.WCOREDUMP(status) else "")
+    return f"exit code {os.WEXITSTATUS(status)}"

@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from . import sockets
+from . import logs, sockets
+
+Validator = Callable[[Any], Any]
 
 
 class SettingError(Exception):
@@ -22,6 +24,15 @@ class SettingError(Exception):
 
 # -- validators: each takes a value from the command line (a str) or a config file (any type)
 #    and returns the normalised value, or raises ValueError saying what it expected.
+
+def _shown_as(metavar: str) -> Callable[[Validator], Validator]:
+    """Mark a validator with the name --help and the docs give its values (INT, SECONDS), for
+    the settings that do not name them otherwise."""
+    def mark(validate: Validator) -> Validator:
+        validate.metavar = metavar  # type: ignore[attr-defined]
+        return validate
+    return mark
+
 
 def _int(value: Any, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
     if isinstance(value, bool):
@@ -40,20 +51,28 @@ def _int(value: Any, minimum: Optional[int] = None, maximum: Optional[int] = Non
     return value
 
 
+@_shown_as("INT")
 def positive_int(value: Any) -> int:
     return _int(value, minimum=1)
 
 
+@_shown_as("INT")
 def non_negative_int(value: Any) -> int:
     return _int(value, minimum=0)
 
 
+@_shown_as("INT")
 def optional_positive_int(value: Any) -> Optional[int]:
     if value is None:
         return None
     return _int(value, minimum=1)
 
 
+def int_between(minimum: int, maximum: int) -> Validator:
+    return _shown_as("INT")(lambda value: _int(value, minimum, maximum))
+
+
+@_shown_as("SECONDS")
 def non_negative_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number of seconds")
@@ -67,6 +86,7 @@ def non_negative_float(value: Any) -> float:
     return float(value)
 
 
+@_shown_as("SECONDS")
 def watchdog_timeout(value: Any) -> float:
     seconds = non_negative_float(value)
     if 0 < seconds < 1:
@@ -75,6 +95,7 @@ def watchdog_timeout(value: Any) -> float:
     return seconds
 
 
+@_shown_as("SECONDS")
 def positive_float(value: Any) -> float:
     seconds = non_negative_float(value)
     if seconds <= 0:
@@ -198,13 +219,11 @@ def cert_reqs(value: Any) -> int:
 
 
 def access_format(value: Any) -> str:
-    from .logs import compile_access_format
-
-    compile_access_format(string(value))
+    logs.compile_access_format(string(value))
     return value
 
 
-def hook(arity: int) -> Callable[[Any], Any]:
+def hook(arity: int) -> Validator:
     """A validator for a server hook taking ``arity`` positional arguments."""
     def validate(value: Any) -> Any:
         if value is None:
@@ -229,14 +248,20 @@ class Setting:
     name: str
     section: str
     flags: Tuple[str, ...]
-    validate: Callable[[Any], Any]
+    validate: Validator
     default: Any
     help: str
-    metavar: str = ""
+    metavar: str = ""  # the validator's (INT, SECONDS) if not given
     action: str = "store"  # "store", "store_true" or "append" (for the command line)
     default_doc: str = ""  # how the docs show a default that is computed at run time
     #: two different command-line values, for the docs and the table-driven settings test
     examples: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The table writes help as indented prose: one line of text, single spaces.
+        object.__setattr__(self, "help", " ".join(self.help.split()))
+        if not self.metavar:
+            object.__setattr__(self, "metavar", getattr(self.validate, "metavar", ""))
 
 
 SERVER = "Server socket"
@@ -252,160 +277,152 @@ HOOKS = "Server hooks"
 
 SETTINGS: List[Setting] = [
     # -- server socket
-    Setting("bind", SERVER, ("-b", "--bind"), bind_list, ["127.0.0.1:8000"],
-            "Address to listen on: HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N (an inherited "
-            "listening socket). Repeat the flag to listen on several addresses.",
-            metavar="ADDRESS", action="append", examples=("127.0.0.1:9001", "unix:/tmp/gs.sock"),
-            default_doc="127.0.0.1:8000, or 0.0.0.0:$PORT when the PORT variable is set"),
-    Setting("backlog", SERVER, ("--backlog",), positive_int, 2048,
-            "Length of the kernel queue of connections not yet accepted.", metavar="INT",
-            examples=("64", "128")),
-    Setting("reuse_port", SERVER, ("--reuse-port",), boolean, False,
-            "Set SO_REUSEPORT on the listening sockets, so that another server (a new version "
-            "started beside this one) can bind the same address.", action="store_true"),
+    Setting("bind", SERVER, ("-b", "--bind"), bind_list, ["127.0.0.1:8000"], """
+        Address to listen on: HOST:PORT, [V6ADDR]:PORT, unix:PATH or fd://N (an inherited
+        listening socket). Repeat the flag to listen on several addresses.""",
+        metavar="ADDRESS", action="append", examples=("127.0.0.1:9001", "unix:/tmp/gs.sock"),
+        default_doc="127.0.0.1:8000, or 0.0.0.0:$PORT when the PORT variable is set"),
+    Setting("backlog", SERVER, ("--backlog",), positive_int, 2048, """
+        Length of the kernel queue of connections not yet accepted.""", examples=("64", "128")),
+    Setting("reuse_port", SERVER, ("--reuse-port",), boolean, False, """
+        Set SO_REUSEPORT on the listening sockets, so that another server (a new version started
+        beside this one) can bind the same address.""", action="store_true"),
     # -- workers
-    Setting("workers", WORKERS, ("-w", "--workers"), optional_positive_int, None,
-            "Number of worker processes. The default is the number of CPU cores for gevent and "
-            "2 x cores + 1 for sync; the WEB_CONCURRENCY environment variable overrides it.",
-            metavar="INT", default_doc="cores (gevent), 2 x cores + 1 (sync), or $WEB_CONCURRENCY",
-            examples=("3", "5")),
-    Setting("worker_class", WORKERS, ("-k", "--worker-class"), worker_class, "gevent",
-            "Worker type: gevent (thousands of concurrent connections per process, for I/O-bound "
-            "apps), sync (one request at a time, for CPU-bound apps), or a dotted path to a worker "
-            "class. gunicorn's names for the same classes are accepted (egg:gunicorn#gevent, "
-            "gunicorn.workers.ggevent.GeventWorker, gevent_wsgi, ...).", metavar="CLASS",
-            examples=("sync", "gevent")),
-    Setting("worker_connections", WORKERS, ("--worker-connections",), positive_int, 1000,
-            "Most connections one gevent worker serves at once; past it the worker stops "
-            "accepting and new connections wait in the kernel backlog.", metavar="INT",
-            examples=("50", "60")),
-    Setting("max_requests", WORKERS, ("--max-requests",), non_negative_int, 0,
-            "Replace a worker after it has answered this many requests (a new worker is ready "
-            "before the old one stops accepting); 0 never replaces them. Bounds slow leaks.",
-            metavar="INT", examples=("1000", "2000")),
-    Setting("max_requests_jitter", WORKERS, ("--max-requests-jitter",), non_negative_int, 0,
-            "Add a random 0..N to --max-requests per worker, so that workers are not all "
-            "replaced at once.", metavar="INT", examples=("10", "20")),
-    Setting("preload_app", WORKERS, ("--preload",), boolean, False,
-            "Import the application in the supervisor before forking the workers: faster worker "
-            "start and less memory (shared copy-on-write). With the gevent worker the "
-            "supervisor patches the standard library first. HUP then restarts the workers "
-            "without re-importing the code; use USR2 to load new code.", action="store_true"),
+    Setting("workers", WORKERS, ("-w", "--workers"), optional_positive_int, None, """
+        Number of worker processes. The default is the number of CPU cores for gevent and 2 x
+        cores + 1 for sync; the WEB_CONCURRENCY environment variable overrides it.""",
+        default_doc="cores (gevent), 2 x cores + 1 (sync), or $WEB_CONCURRENCY",
+        examples=("3", "5")),
+    Setting("worker_class", WORKERS, ("-k", "--worker-class"), worker_class, "gevent", """
+        Worker type: gevent (thousands of concurrent connections per process, for I/O-bound
+        apps), sync (one request at a time, for CPU-bound apps), or a dotted path to a worker
+        class. gunicorn's names for the same classes are accepted (egg:gunicorn#gevent,
+        gunicorn.workers.ggevent.GeventWorker, gevent_wsgi, ...).""",
+        metavar="CLASS", examples=("sync", "gevent")),
+    Setting("worker_connections", WORKERS, ("--worker-connections",), positive_int, 1000, """
+        Most connections one gevent worker serves at once; past it the worker stops accepting
+        and new connections wait in the kernel backlog.""", examples=("50", "60")),
+    Setting("max_requests", WORKERS, ("--max-requests",), non_negative_int, 0, """
+        Replace a worker after it has answered this many requests (a new worker is ready before
+        the old one stops accepting); 0 never replaces them. Bounds slow leaks.""",
+        examples=("1000", "2000")),
+    Setting("max_requests_jitter", WORKERS, ("--max-requests-jitter",), non_negative_int, 0, """
+        Add a random 0..N to --max-requests per worker, so that workers are not all replaced at
+        once.""", examples=("10", "20")),
+    Setting("preload_app", WORKERS, ("--preload",), boolean, False, """
+        Import the application in the supervisor before forking the workers: faster worker start
+        and less memory (shared copy-on-write). With the gevent worker the supervisor patches
+        the standard library first. HUP then restarts the workers without re-importing the code;
+        use USR2 to load new code.""", action="store_true"),
     # -- timeouts
-    Setting("timeout", TIMEOUTS, ("-t", "--timeout"), watchdog_timeout, 30.0,
-            "A worker whose event loop is blocked (or, for sync, whose request runs) this many "
-            "seconds is aborted and replaced; its watchdog first logs the request it was serving "
-            "and the Python stack where it is stuck. 0 disables the check.", metavar="SECONDS",
-            examples=("20", "40")),
-    Setting("graceful_timeout", TIMEOUTS, ("--graceful-timeout",), non_negative_float, 30.0,
-            "On TERM (or a reload), how long workers may take to finish the requests under way "
-            "before they are killed.", metavar="SECONDS", examples=("10", "15")),
-    Setting("keepalive", TIMEOUTS, ("--keep-alive",), non_negative_float, 5.0,
-            "Seconds an idle keep-alive connection is kept open; 0 closes every connection after "
-            "its response.", metavar="SECONDS", examples=("2", "75")),
-    Setting("header_timeout", TIMEOUTS, ("--header-timeout",), positive_float, 10.0,
-            "Seconds the whole request head (request line and header fields) may take to arrive "
-            "once a request starts; a slower client gets 408 and the connection is closed.",
-            metavar="SECONDS", examples=("5", "20")),
-    Setting("body_timeout", TIMEOUTS, ("--body-timeout",), positive_float, 30.0,
-            "Seconds a request body may stall (or a client may stop reading the response) before "
-            "the request ends with 408 or the connection is closed.", metavar="SECONDS",
-            examples=("60", "90")),
+    Setting("timeout", TIMEOUTS, ("-t", "--timeout"), watchdog_timeout, 30.0, """
+        A worker whose event loop is blocked (or, for sync, whose request runs) this many
+        seconds is aborted and replaced; its watchdog first logs the request it was serving and
+        the Python stack where it is stuck. 0 disables the check.""", examples=("20", "40")),
+    Setting("graceful_timeout", TIMEOUTS, ("--graceful-timeout",), non_negative_float, 30.0, """
+        On TERM (or a reload), how long workers may take to finish the requests under way before
+        they are killed.""", examples=("10", "15")),
+    Setting("keepalive", TIMEOUTS, ("--keep-alive",), non_negative_float, 5.0, """
+        Seconds an idle keep-alive connection is kept open; 0 closes every connection after its
+        response.""", examples=("2", "75")),
+    Setting("header_timeout", TIMEOUTS, ("--header-timeout",), positive_float, 10.0, """
+        Seconds the whole request head (request line and header fields) may take to arrive once
+        a request starts; a slower client gets 408 and the connection is closed.""",
+        examples=("5", "20")),
+    Setting("body_timeout", TIMEOUTS, ("--body-timeout",), positive_float, 30.0, """
+        Seconds a request body may stall (or a client may stop reading the response) before the
+        request ends with 408 or the connection is closed.""", examples=("60", "90")),
     # -- request limits
-    Setting("limit_request_line", LIMITS, ("--limit-request-line",),
-            lambda v: _int(v, 0, 8190), 4094,
-            "Longest request line in bytes (method, target and version), 0 to 8190; longer gets "
-            "414. 0 means the 8190 maximum.", metavar="INT", examples=("2048", "8190")),
+    Setting("limit_request_line", LIMITS, ("--limit-request-line",), int_between(0, 8190), 4094, """
+        Longest request line in bytes (method, target and version), 0 to 8190; longer gets 414.
+        0 means the 8190 maximum.""", examples=("2048", "8190")),
     Setting("limit_request_fields", LIMITS, ("--limit-request-fields",),
-            lambda v: _int(v, 0, 32768), 100,
-            "Most header fields in a request, 0 to 32768; more gets 431. 0 means 32768.",
-            metavar="INT", examples=("50", "200")),
+            int_between(0, 32768), 100, """
+        Most header fields in a request, 0 to 32768; more gets 431. 0 means 32768.""",
+        examples=("50", "200")),
     Setting("limit_request_field_size", LIMITS, ("--limit-request-field-size",),
-            lambda v: _int(v, 0, 65536), 8190,
-            "Largest header field in bytes (name, colon and value), 0 to 65536; larger gets 431. "
-            "0 means 65536.", metavar="INT", examples=("4096", "16384")),
+            int_between(0, 65536), 8190, """
+        Largest header field in bytes (name, colon and value), 0 to 65536; larger gets 431. 0
+        means 65536.""", examples=("4096", "16384")),
     # -- application
-    Setting("wsgi_app", APP, (), app_spec, None,
-            "The application, as MODULE:ATTRIBUTE, MODULE:FACTORY(ARGS) or MODULE (which looks "
-            "for 'application', then 'app'). Given as the positional argument on the command "
-            "line.", metavar="APP", examples=("pkg.wsgi:app", "factory:create()")),
-    Setting("chdir", APP, ("--chdir",), string, "",
-            "Change to this directory before loading the application.", metavar="DIR",
-            default_doc="the current directory", examples=("/srv/app", "/srv/other")),
-    Setting("pythonpath", APP, ("--pythonpath",), string, "",
-            "Comma-separated directories to add to the Python path before loading the "
-            "application.", metavar="DIRS", examples=("/srv/lib", "/srv/lib,/opt/lib")),
-    Setting("raw_env", APP, ("-e", "--env"), env_list, [],
-            "Set an environment variable for the application (KEY=VALUE); repeat the flag for "
-            "several.", metavar="KEY=VALUE", action="append",
-            examples=("FOO=1", "BAR=two words")),
-    Setting("root_path", APP, ("--root-path",), script_name, "",
-            "SCRIPT_NAME for an app mounted under a URL prefix (for example /app); requests whose "
-            "path starts with it get the rest as PATH_INFO. The SCRIPT_NAME environment variable "
-            "sets it too.", metavar="PATH", default_doc="$SCRIPT_NAME or empty",
-            examples=("/app", "/api/v1")),
-    Setting("reload", APP, ("--reload",), boolean, False,
-            "Development: restart the workers when a source file of the app changes. Not with "
-            "--preload.", action="store_true"),
-    Setting("reload_extra_files", APP, ("--reload-extra-file",), string_list, [],
-            "A further file (a template, a config) whose change triggers --reload; repeat for "
-            "several.", metavar="FILE", action="append",
-            examples=("templates/base.html", "settings.toml")),
+    Setting("wsgi_app", APP, (), app_spec, None, """
+        The application, as MODULE:ATTRIBUTE, MODULE:FACTORY(ARGS) or MODULE (which looks for
+        'application', then 'app'). Given as the positional argument on the command line.""",
+        metavar="APP", examples=("pkg.wsgi:app", "factory:create()")),
+    Setting("chdir", APP, ("--chdir",), string, "", """
+        Change to this directory before loading the application.""",
+        metavar="DIR", default_doc="the current directory", examples=("/srv/app", "/srv/other")),
+    Setting("pythonpath", APP, ("--pythonpath",), string, "", """
+        Comma-separated directories to add to the Python path before loading the application.""",
+        metavar="DIRS", examples=("/srv/lib", "/srv/lib,/opt/lib")),
+    Setting("raw_env", APP, ("-e", "--env"), env_list, [], """
+        Set an environment variable for the application (KEY=VALUE); repeat the flag for
+        several.""", metavar="KEY=VALUE", action="append", examples=("FOO=1", "BAR=two words")),
+    Setting("root_path", APP, ("--root-path",), script_name, "", """
+        SCRIPT_NAME for an app mounted under a URL prefix (for example /app); requests whose
+        path starts with it get the rest as PATH_INFO. The SCRIPT_NAME environment variable sets
+        it too.""",
+        metavar="PATH", default_doc="$SCRIPT_NAME or empty", examples=("/app", "/api/v1")),
+    Setting("reload", APP, ("--reload",), boolean, False, """
+        Development: restart the workers when a source file of the app changes. Not with
+        --preload.""", action="store_true"),
+    Setting("reload_extra_files", APP, ("--reload-extra-file",), string_list, [], """
+        A further file (a template, a config) whose change triggers --reload; repeat for
+        several.""",
+        metavar="FILE", action="append", examples=("templates/base.html", "settings.toml")),
     # -- proxy
     Setting("forwarded_allow_ips", PROXY, ("--forwarded-allow-ips",), ip_list,
-            ["127.0.0.1", "::1"],
-            "Peers trusted to set X-Forwarded-For (which then sets REMOTE_ADDR) and "
-            "X-Forwarded-Proto / X-Forwarded-Ssl (which set wsgi.url_scheme): comma-separated "
-            "addresses and CIDR ranges, or * for any. Connections over a unix socket are "
-            "trusted. From other peers these headers change nothing.", metavar="IPS",
-            examples=("10.0.0.0/8", "*")),
+            ["127.0.0.1", "::1"], """
+        Peers trusted to set X-Forwarded-For (which then sets REMOTE_ADDR) and X-Forwarded-Proto
+        / X-Forwarded-Ssl (which set wsgi.url_scheme): comma-separated addresses and CIDR
+        ranges, or * for any. Connections over a unix socket are trusted. From other peers these
+        headers change nothing.""", metavar="IPS", examples=("10.0.0.0/8", "*")),
     # -- TLS
-    Setting("certfile", TLS, ("--certfile",), optional_string, None,
-            "Serve HTTPS with this certificate (PEM); needs --keyfile unless the file holds "
-            "both.", metavar="FILE", examples=("/etc/ssl/a.pem", "/etc/ssl/b.pem")),
-    Setting("keyfile", TLS, ("--keyfile",), optional_string, None,
-            "The private key of --certfile (PEM).", metavar="FILE",
-            examples=("/etc/ssl/a.key", "/etc/ssl/b.key")),
-    Setting("ca_certs", TLS, ("--ca-certs",), optional_string, None,
-            "CA certificates (PEM) to verify client certificates with --cert-reqs.",
-            metavar="FILE", examples=("/etc/ssl/ca.pem", "/etc/ssl/ca2.pem")),
-    Setting("cert_reqs", TLS, ("--cert-reqs",), cert_reqs, 0,
-            "Client certificates: none, optional or required (gunicorn's 0, 1, 2 work too).",
-            metavar="WHEN", examples=("optional", "required")),
+    Setting("certfile", TLS, ("--certfile",), optional_string, None, """
+        Serve HTTPS with this certificate (PEM); needs --keyfile unless the file holds both.""",
+        metavar="FILE", examples=("/etc/ssl/a.pem", "/etc/ssl/b.pem")),
+    Setting("keyfile", TLS, ("--keyfile",), optional_string, None, """
+        The private key of --certfile (PEM).""",
+        metavar="FILE", examples=("/etc/ssl/a.key", "/etc/ssl/b.key")),
+    Setting("ca_certs", TLS, ("--ca-certs",), optional_string, None, """
+        CA certificates (PEM) to verify client certificates with --cert-reqs.""",
+        metavar="FILE", examples=("/etc/ssl/ca.pem", "/etc/ssl/ca2.pem")),
+    Setting("cert_reqs", TLS, ("--cert-reqs",), cert_reqs, 0, """
+        Client certificates: none, optional or required (gunicorn's 0, 1, 2 work too).""",
+        metavar="WHEN", examples=("optional", "required")),
     # -- process
-    Setting("pidfile", PROCESS, ("-p", "--pid"), optional_string, None,
-            "Write the supervisor's PID to this file (removed on exit). A start refuses a "
-            "file that names a geventserve still running; a stale one is replaced.",
-            metavar="FILE",
-            examples=("/tmp/gs.pid", "/run/gs.pid")),
-    Setting("proc_name", PROCESS, ("-n", "--name"), optional_string, None,
-            "Name shown in process titles (geventserve: master [NAME]) when setproctitle is "
-            "installed.", metavar="NAME", default_doc="the application spec",
-            examples=("shop", "api")),
+    Setting("pidfile", PROCESS, ("-p", "--pid"), optional_string, None, """
+        Write the supervisor's PID to this file (removed on exit). A start refuses a file that
+        names a geventserve still running; a stale one is replaced.""",
+        metavar="FILE", examples=("/tmp/gs.pid", "/run/gs.pid")),
+    Setting("proc_name", PROCESS, ("-n", "--name"), optional_string, None, """
+        Name shown in process titles (geventserve: master [NAME]) when setproctitle is
+        installed.""",
+        metavar="NAME", default_doc="the application spec", examples=("shop", "api")),
     # -- logging
-    Setting("loglevel", LOGGING, ("--log-level",), log_level, "info",
-            "Error log level: debug, info, warning, error or critical. debug also shows the "
-            "traceback of start-up errors and a line for each refused request.",
-            metavar="LEVEL", examples=("debug", "warning")),
-    Setting("errorlog", LOGGING, ("--error-logfile", "--log-file"), string, "-",
-            "Where to write the error log: a file, or - for standard error.", metavar="FILE",
-            examples=("/tmp/gs-error.log", "/tmp/gs-error2.log")),
-    Setting("accesslog", LOGGING, ("--access-logfile",), optional_string, None,
-            "Where to write the access log: a file, or - for standard output. Off by default.",
-            metavar="FILE", examples=("-", "/tmp/gs-access.log")),
+    Setting("loglevel", LOGGING, ("--log-level",), log_level, "info", """
+        Error log level: debug, info, warning, error or critical. debug also shows the traceback
+        of start-up errors and a line for each refused request.""",
+        metavar="LEVEL", examples=("debug", "warning")),
+    Setting("errorlog", LOGGING, ("--error-logfile", "--log-file"), string, "-", """
+        Where to write the error log: a file, or - for standard error.""",
+        metavar="FILE", examples=("/tmp/gs-error.log", "/tmp/gs-error2.log")),
+    Setting("accesslog", LOGGING, ("--access-logfile",), optional_string, None, """
+        Where to write the access log: a file, or - for standard output. Off by default.""",
+        metavar="FILE", examples=("-", "/tmp/gs-access.log")),
     Setting("access_log_format", LOGGING, ("--access-logformat",), access_format,
-            '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
-            "Access log line, with gunicorn's atoms: h remote address, l '-', u user, t time, "
-            "r request line, m method, U path, q query, H protocol, s status, B bytes, b bytes "
-            "or '-', f referer, a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, "
-            "{Header}i request header, {Header}o response header, {KEY}e environ value.",
-            metavar="FORMAT", examples=("%(h)s %(s)s", "%(m)s %(U)s %(M)s")),
-    Setting("access_log_json", LOGGING, ("--access-log-json",), boolean, False,
-            "Write the access log as one JSON object per line instead of --access-logformat.",
-            action="store_true"),
-    Setting("capture_output", LOGGING, ("--capture-output",), boolean, False,
-            "Send the app's stdout and stderr (print, tracebacks of threads) to the error log "
-            "file.", action="store_true"),
+            logs.DEFAULT_ACCESS_FORMAT, """
+        Access log line, with gunicorn's atoms: h remote address, l '-', u user, t time, r
+        request line, m method, U path, q query, H protocol, s status, B bytes, b bytes or '-',
+        f referer, a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, {Header}i request
+        header, {Header}o response header, {KEY}e environ value.""",
+        metavar="FORMAT", examples=("%(h)s %(s)s", "%(m)s %(U)s %(M)s")),
+    Setting("access_log_json", LOGGING, ("--access-log-json",), boolean, False, """
+        Write the access log as one JSON object per line instead of --access-logformat.""",
+        action="store_true"),
+    Setting("capture_output", LOGGING, ("--capture-output",), boolean, False, """
+        Send the app's stdout and stderr (print, tracebacks of threads) to the error log file.""",
+        action="store_true"),
 ]
 
 # -- server hooks: functions in the config file, called at gunicorn's points with gunicorn's
@@ -460,6 +477,7 @@ class Config:
 
     values: Dict[str, Any] = field(default_factory=dict)
     sources: Dict[str, str] = field(default_factory=dict)
+    file: Optional[str] = None  # the config file read (absolute path), if any
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:

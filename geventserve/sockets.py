@@ -1,4 +1,5 @@
-"""Listening sockets: parse bind addresses, bind TCP v4/v6 and unix sockets, adopt inherited fds."""
+"""Listening sockets: parse bind addresses, bind TCP v4/v6 and unix sockets, adopt inherited fds,
+and the supervisor's set of listeners across reloads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import socket
 import stat
 from dataclasses import dataclass
 from typing import Dict, List, MutableMapping, Optional, Tuple
+
+Binds = Tuple[List[str], int, bool]  # --bind, --backlog, --reuse-port
 
 DEFAULT_PORT = 8000
 
@@ -208,7 +211,7 @@ def take_inherited(environ: MutableMapping[str, str]) -> Tuple[str, List[int]]:
     Returns ("systemd" | "reexec" | "", fds) and removes the variables, so that workers and
     anything the app starts do not see them.
     """
-    from .process import INHERITED_FDS, INHERITED_FDS_KIND
+    from .reexec import INHERITED_FDS, INHERITED_FDS_KIND
 
     listen_fds = environ.pop("LISTEN_FDS", None)
     listen_pid = environ.pop("LISTEN_PID", None)
@@ -282,3 +285,90 @@ def open_listeners(binds: List[str], backlog: int, reuse_port: bool,
             if sock is not None:
                 sock.close()
     return listeners, created
+
+
+class ListenerSet:
+    """The supervisor's listeners. ``current`` are the current generation's. A reload that
+    changes --bind makes those it drops ``retiring``: the old workers still serve them, and
+    they come back if the reload fails. Once the reload holds (or a later one takes over) they
+    are ``retired``, closed as soon as no old worker is left. The set knows which sockets it
+    created (their unix socket files are removed on close) and where they came from: "bind",
+    "systemd" (kept whatever --bind says) or "reexec" (passed on by the supervisor before).
+    """
+
+    def __init__(self) -> None:
+        self.current: List[socket.socket] = []
+        self.retiring: List[socket.socket] = []
+        self.retired: List[socket.socket] = []
+        self.origin = "bind"
+        self._created: Dict[int, bool] = {}  # fd -> created here (remove its unix socket file)
+        self._binds: Binds = ([], 0, False)
+        self._before_reload: Optional[Tuple[List[socket.socket], Binds]] = None
+
+    def open(self, binds: Binds, environ: MutableMapping[str, str]) -> None:
+        """At start: the sockets systemd or a re-exec passed on, else new ones for --bind;
+        BindError with one line."""
+        kind, fds = take_inherited(environ)
+        self.origin = kind or "bind"
+        self._binds = binds
+        if kind == "systemd":
+            self.current = [adopt_fd(fd) for fd in fds]
+            return
+        candidates = [adopt_fd(fd) for fd in fds]
+        try:
+            self.current, created = open_listeners(*binds, candidates, in_order=kind == "reexec")
+        except ValueError as exc:
+            raise BindError(f"invalid --bind: {exc}") from None
+        self._created.update(created)
+
+    def rebind(self, binds: Binds) -> List[socket.socket]:
+        """For a reload: the listeners of ``binds``, keeping the current ones that match;
+        returns those opened now. BindError or ValueError leave the set as it was."""
+        listeners = self.current
+        if self.origin != "systemd" and binds != self._binds:
+            listeners, created = open_listeners(*binds, list(self.current), close_unused=False)
+            self._created.update(created)
+        self.retired += self.retiring  # a reload still pending is superseded: none come back
+        self.retiring = [s for s in self.current if s not in listeners]
+        self._before_reload = (self.current, self._binds)
+        opened = [s for s in listeners if s not in self.current]
+        self.current, self._binds = listeners, binds
+        return opened
+
+    def roll_back(self) -> None:
+        """The reload failed: its listeners are closed, the previous ones current again."""
+        if self._before_reload is None:
+            return
+        listeners, self._binds = self._before_reload
+        for sock in self.current:
+            if sock not in listeners:
+                self.close(sock)
+        self.current, self.retiring, self._before_reload = listeners, [], None
+
+    def settle(self) -> None:
+        """The reload holds: what it dropped is closed once the old workers are gone."""
+        self.retired += self.retiring
+        self.retiring, self._before_reload = [], None
+
+    def not_current(self) -> List[socket.socket]:
+        return self.retiring + self.retired
+
+    def close_retired(self, unlink: bool = True) -> None:
+        for sock in self.retired:
+            self.close(sock, unlink)
+        self.retired = []
+
+    def close_all(self, unlink: bool = True) -> None:
+        """Close every listener; ``unlink`` False leaves the unix socket files (a new
+        supervisor, started by USR2, serves them)."""
+        for sock in self.current + self.retiring + self.retired:
+            self.close(sock, unlink)
+        self.current, self.retiring, self.retired = [], [], []
+
+    def close(self, sock: socket.socket, unlink: bool = True) -> None:
+        created = self._created.pop(sock.fileno(), False)
+        try:
+            close_listener(sock, unlink=created and unlink)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise

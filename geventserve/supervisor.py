@@ -1,140 +1,119 @@
 """The supervisor: owns the listeners, forks the workers, keeps them alive, reloads, stops.
 
-One loop, in the style of gunicorn's arbiter: sleep on the wake-up pipe (signals and worker
-notifications write to it), reap dead workers, handle queued signals, kill workers whose
-heartbeat stopped, then bring the workers to the wanted shape.
+One loop, in the style of gunicorn's arbiter: sleep until a signal or a worker wakes it up, reap
+dead workers, handle the queued signals (one method each, listed in HANDLERS), kill workers
+whose heartbeat stopped, then bring the workers to the wanted shape. A stop runs in the same
+loop, so that INT or QUIT during a graceful stop still makes it a fast one.
 
-Workers belong to a generation. A reload (HUP) starts a new generation; a worker that asks to be
-replaced (--max-requests) leaves like an old-generation worker: it is told to stop (TERM,
-graceful) only once enough current workers are ready, so capacity never dips. A worker that is
-one too many (TTOU) is told to stop at once: one still starting if there is one, else the oldest.
+Workers belong to a generation (generation.py). A reload (HUP) starts a new generation; a
+worker that asks to be replaced (--max-requests) leaves like an old-generation worker: it is
+told to stop (TERM, graceful) only once enough current workers are ready, so capacity never
+dips. A worker that is one too many (TTOU) is told to stop at once: one still starting if there
+is one, else the oldest.
 """
 
 from __future__ import annotations
 
-import errno
-import gc
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional
 
 from . import hooks, logs, process, sockets
-from .loading import AppLoadError, load_app, prepare_path
+from .config import ConfigError, ConfigSource
+from .exits import ExitCode
+from .generation import Generation, OnBootFailure, WorkerProcess
+from .reexec import Reexec
+from .restart import RestartPolicy
 from .settings import Config, SettingError
-from .workers import load_worker_class
-from .workers.base import (
-    APP_LOAD_ERROR,
-    BOOTING,
-    FAILED,
-    READY,
-    RETIRING,
-    WORKER_BOOT_ERROR,
-    Slot,
-    Worker,
+from .startup import (
+    StartupError,
+    apply_environment,
+    check_open_files,
+    check_pidfile,
+    log_start,
+    preload,
+    use_logs_and_environment,
 )
-from .workers.watchdog import WORKER_TIMEOUT
+from .wakeup import Wakeup
+from .workers.base import BOOTING, FAILED, READY, RETIRING, Slot
 
-SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN,
-           signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD)
-CONFIG_ERROR = 1
 KILL_GRACE = 5.0  # seconds past a deadline before a worker that did not stop is killed
-CRASH_WINDOW = 5.0  # more than CRASH_LIMIT deaths within it slow respawning down
-CRASH_LIMIT = 5
-MAX_BOOT_RETRY_DELAY = 30.0
-
-
-class StartupError(Exception):
-    """The server cannot start; one line for the operator and the exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+FAST_STOP_LIMIT = 2.0  # seconds the workers have to end on INT or QUIT
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+BOOT_FAILURES = (ExitCode.APP_LOAD, ExitCode.WORKER_BOOT)
 
 
 @dataclass
-class WorkerProcess:
-    pid: int
-    slot: Slot
-    generation: int
-    started: float
-    worker: Worker  # the object the worker runs (and the hooks receive)
-    stopping_since: float = 0.0  # when it was told to stop (0: it was not)
-    reloads_seen: int = 0  # --reload requests of this worker already acted upon
-    was_ready: bool = False  # it has reported READY at least once
+class Stop:
+    """A stop under way: graceful (TERM: requests finish) or fast (INT, QUIT), and when the
+    workers still running are killed (then, 2 s later, the supervisor leaves anyway)."""
 
+    graceful: bool
+    limit: float  # seconds the workers have
+    deadline: float
+    quiet: bool = False  # a start that failed: no "Shutting down" line
+    killed: bool = False
 
-def configure_logs(config: Config) -> None:
-    """Point the logs where the settings say (OSError with one line if a file cannot open)."""
-    logs.setup(config.loglevel, config.errorlog, config.accesslog, config.access_log_format,
-               config.access_log_json, config.capture_output)
+    @classmethod
+    def begin(cls, graceful: bool, graceful_timeout: float, quiet: bool) -> Stop:
+        limit = graceful_timeout + KILL_GRACE if graceful else FAST_STOP_LIMIT
+        return cls(graceful, limit, time.monotonic() + limit, quiet)
 
+    def hurry(self) -> bool:
+        """INT or QUIT during a graceful stop: it becomes a fast one (False if it is one)."""
+        if not self.graceful or self.killed:
+            return False
+        self.graceful, self.limit = False, FAST_STOP_LIMIT
+        self.deadline = min(self.deadline, time.monotonic() + FAST_STOP_LIMIT)
+        return True
 
-def apply_environment(config: Config) -> None:
-    """-e/--env: variables for the app (set here, so that the workers inherit them)."""
-    for entry in config.raw_env:
-        key, _, value = entry.partition("=")
-        os.environ[key] = value
+    def overdue(self) -> bool:
+        """Whether the workers left are to be killed now (once; they then get 2 s more)."""
+        if self.killed or time.monotonic() <= self.deadline:
+            return False
+        self.killed, self.deadline = True, time.monotonic() + 2.0
+        return True
 
-
-def describe_exit(status: int) -> str:
-    """'exit code 3' or 'signal SIGKILL' for a wait status."""
-    if os.WIFSIGNALED(status):
-        num = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(num).name
-        except ValueError:
-            name = str(num)
-        return f"signal {name}" + (" (core dumped)" if os.WCOREDUMP(status) else "")
-    return f"exit code {os.WEXITSTATUS(status)}"
+    def done(self, workers_left: int) -> bool:
+        return not workers_left or (self.killed and time.monotonic() > self.deadline)
 
 
 class Supervisor(hooks.HookNames):
     """Owns the listening sockets and the worker processes."""
 
-    def __init__(self, config: Config, app: Optional[Callable[..., Any]] = None,
-                 argv: Optional[Sequence[str]] = None) -> None:
-        self.config = config
+    def __init__(self, source: ConfigSource, config: Config,
+                 app: Optional[Callable[..., Any]] = None) -> None:
+        self.source = source  # loaded again on HUP; re-executed on USR2
         self.app = app
-        #: the command line, to re-read the settings on HUP and to re-execute on USR2
-        self.argv = list(argv) if argv is not None else None
-        self.start_cwd = os.getcwd()
         self.pid = os.getpid()
-        self.listeners: List[Any] = []
-        self.listener_origin = "bind"  # or "systemd", "reexec"
-        self._created: Dict[int, bool] = {}  # listener fd -> created here (unlink unix path)
-        self._retired_listeners: List[Any] = []
+        self.generation: Optional[Generation] = None  # made at start from the config given
+        self._config = config
         self.workers: Dict[int, WorkerProcess] = {}
-        self.generation = 0
-        self.target = 0
-        self.signals: List[int] = []
-        self.stopped = False
-        self.exit_code = 0
-        self.reexec_pid = 0
+        self.listeners = sockets.ListenerSet()
+        self.restart = RestartPolicy()
+        self.wakeup = Wakeup()
+        self.reexec = Reexec()
         self.pidfile: Optional[process.PidFile] = None
-        self._previous: Optional[tuple] = None  # what a failed reload returns to
-        self._announced_generation = -1
-        self._crashes: List[float] = []
-        self._spawn_not_before = 0.0
-        self._boot_failures = 0  # in a row, since the last worker that became ready
-        self._ever_ready = False
-        self._wake_r = self._wake_w = -1
-        self._select = process.original("select", "select")
+        self.stopping: Optional[Stop] = None
+        self.exit_code: int = ExitCode.OK
         self._spawned = 0
 
     @property
+    def config(self) -> Config:
+        return self.generation.config if self.generation else self._config
+
+    @property
     def num_workers(self) -> int:
-        return self.target
+        return self.generation.target if self.generation else 0
 
     def _set_target(self, count: int) -> None:
-        old = self.target
-        self.target = count
+        old, self.generation.target = self.generation.target, count
         if count != old:
             hooks.call(self.config, "nworkers_changed", self, count, old or None)
 
-    # -- start-up ---------------------------------------------------------------------------
+    # -- start, the loop, the stop ----------------------------------------------------------
 
     def run(self) -> int:
         try:
@@ -145,7 +124,7 @@ class Supervisor(hooks.HookNames):
             return exc.code
         except KeyboardInterrupt:  # INT, TERM or QUIT while starting (a slow preload)
             self._cleanup()
-            return 0
+            return ExitCode.OK
         try:
             self._loop()
         finally:
@@ -154,245 +133,185 @@ class Supervisor(hooks.HookNames):
         return self.exit_code
 
     def _start(self) -> None:
-        config = self.config
+        config = self._config
         try:
-            self.worker_class = load_worker_class(config.worker_class)
-        except ImportError as exc:
-            raise StartupError(str(exc), WORKER_BOOT_ERROR) from None
-        try:
+            self.generation = Generation.first(config)
             target = config.worker_count
+        except ImportError as exc:
+            raise StartupError(str(exc), ExitCode.WORKER_BOOT) from None
         except SettingError as exc:
-            raise StartupError(str(exc), CONFIG_ERROR) from None
+            raise StartupError(str(exc), ExitCode.CONFIG) from None
         apply_environment(config)
         hooks.call(config, "on_starting", self)
         # Signals are queued from here on (logrotate's USR1 may come during a slow preload),
         # except that a stop request ends the start at once, cleaning up.
-        self._install_signals()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            signal.signal(sig, signal.default_int_handler)
-        if config.pidfile:
-            pidfile = process.PidFile(config.pidfile)
-            owner = pidfile.running_owner()
-            if owner is not None:
-                pid, certain = owner
-                state = "still running" if certain else "which may still be running"
-                raise StartupError(f"the PID file {pidfile.path} names geventserve pid {pid}, "
-                                   f"{state}: stop it first, or give another --pid",
-                                   CONFIG_ERROR)
-        self._check_open_files()
-        self._open_listeners()
-        if config.pidfile:
-            self.pidfile = pidfile
+        self.wakeup.install(self.SIGNALS)
+        self.wakeup.interrupt(STOP_SIGNALS)
+        pidfile = check_pidfile(config.pidfile) if config.pidfile else None
+        check_open_files(config)
+        try:
+            self.listeners.open((config.bind, config.backlog, config.reuse_port), os.environ)
+        except sockets.BindError as exc:
+            raise StartupError(str(exc), ExitCode.CONFIG) from None
+        if self.listeners.origin == "systemd":
+            logs.error_log.info("Using %d socket(s) from systemd; --bind is ignored",
+                                len(self.listeners.current))
+        if pidfile is not None:
             try:
-                self.pidfile.write(self.pid)
+                pidfile.write(self.pid)
             except OSError as exc:
-                self.pidfile = None
-                raise StartupError(str(exc), CONFIG_ERROR) from None
+                raise StartupError(str(exc), ExitCode.CONFIG) from None
+            self.pidfile = pidfile
         process.set_title("master", config.proc_name or config.wsgi_app or "app")
         if config.preload_app and self.app is None:
-            self._preload()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            signal.signal(sig, self._queue_signal)
-        logs.error_log.info("Starting geventserve %s", sys.modules["geventserve"].__version__)
-        for listener in self.listeners:
-            logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)
-        logs.error_log.info("Using worker: %s", config.worker_class)
+            self.app = preload(config, self.generation.worker_class)
+        self.wakeup.queue(STOP_SIGNALS)
+        log_start(config, self.listeners.current, self.pid)
         hooks.call(config, "when_ready", self)
         self._set_target(target)
 
-    def _check_open_files(self) -> None:
-        """Each gevent connection may hold a second socket (the app's own call upstream)."""
-        config = self.config
-        if config.worker_class == "sync":
-            return
-        needed = 2 * config.worker_connections + 128
-        before, after, enough = process.raise_open_files_limit(needed)
-        if after != before:
-            logs.error_log.info("Raised the open-files limit from %d to %d for "
-                                "--worker-connections %d", before, after,
-                                config.worker_connections)
-        if not enough:
-            logs.error_log.warning(
-                "The open-files limit is %d, below the %d that --worker-connections %d needs: "
-                "raise the hard limit (ulimit -Hn, LimitNOFILE= in systemd) or lower "
-                "--worker-connections", after, needed, config.worker_connections)
-
-    def _open_listeners(self) -> None:
-        config = self.config
-        kind, fds = sockets.take_inherited(os.environ)
-        try:
-            self.listener_origin = kind or "bind"
-            if kind == "systemd":
-                self.listeners = [sockets.adopt_fd(fd) for fd in fds]
-                self._created = {s.fileno(): False for s in self.listeners}
-                logs.error_log.info("Using %d socket(s) from systemd; --bind is ignored", len(fds))
-                return
-            candidates = [sockets.adopt_fd(fd) for fd in fds]
-            self.listeners, created = sockets.open_listeners(
-                config.bind, config.backlog, config.reuse_port, candidates,
-                in_order=kind == "reexec")
-            self._created.update(created)
-        except sockets.BindError as exc:
-            raise StartupError(str(exc), CONFIG_ERROR) from None
-        except ValueError as exc:
-            raise StartupError(f"invalid --bind: {exc}", CONFIG_ERROR) from None
-
-    def _preload(self) -> None:
-        from .workers.gevent import GeventWorker, patch
-
-        if issubclass(self.worker_class, GeventWorker):
-            patch(for_supervisor=True)  # before the app's modules import socket, ssl...
-        try:
-            prepare_path(self.config.chdir, self.config.pythonpath)
-            self.app = load_app(self.config.wsgi_app)
-        except AppLoadError as exc:
-            logs.error_log.debug("application load failed", exc_info=True)
-            raise StartupError(str(exc), APP_LOAD_ERROR) from None
-        gc.freeze()  # keep the collector off the shared pages, for copy-on-write
-
-    def _install_signals(self) -> None:
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
-        os.set_inheritable(self._wake_r, False)
-        signal.set_wakeup_fd(self._wake_w)
-        for sig in SIGNALS:
-            signal.signal(sig, self._queue_signal)
-
-    def _queue_signal(self, sig: int, frame: Any) -> None:
-        if sig != signal.SIGCHLD and len(self.signals) < 32:
-            self.signals.append(sig)
-
-    # -- the loop ---------------------------------------------------------------------------
-
     def _loop(self) -> None:
-        while not self.stopped:
-            self._manage_workers()
-            self._sleep(0.5)
+        while self.stopping is None or not self.stopping.done(len(self.workers)):
+            if self.stopping is None:
+                self._manage_workers()
+            self.wakeup.sleep(0.5)
             self._reap()
             self._handle_signals()
-            if not self.stopped:
-                self._check_timeouts()
+            self._check_deadlines()
+        if not self.stopping.quiet:
+            logs.error_log.info("Shutting down: Master")
 
-    def _sleep(self, seconds: float) -> None:
-        try:
-            ready = self._select([self._wake_r], [], [], seconds)[0]
-        except InterruptedError:
-            return
-        if ready:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except (BlockingIOError, InterruptedError):
-                pass
+    def _stop(self, graceful: bool, quiet: bool = False) -> None:
+        """Close the listeners and tell every worker to stop; the loop waits for them."""
+        self.stopping = Stop.begin(graceful, self.config.graceful_timeout, quiet)
+        self.listeners.close_all(unlink=not self.reexec.pid)
+        for worker in list(self.workers.values()):
+            if self.reexec.pid:  # the new supervisor's workers accept on the same sockets
+                worker.slot.set_leaves_queue()
+            worker.stop(signal.SIGTERM if graceful else signal.SIGQUIT)
+
+    def _fast_stop(self, sig: int) -> None:
+        """INT or QUIT: the workers stop at once, also when a graceful stop is under way."""
+        if self.stopping is not None and not self.stopping.hurry():
+            return  # a fast stop already
+        logs.error_log.info("Handling signal: %s (fast stop)", signal.Signals(sig).name)
+        if self.stopping is None:
+            self._stop(graceful=False)
+        else:
+            self._signal_workers(signal.SIGQUIT)
+
+    def _cleanup(self) -> None:
+        for worker in list(self.workers.values()):
+            worker.stop(signal.SIGKILL)
+        self.listeners.close_all(unlink=not self.reexec.pid)
+        if self.pidfile is not None:
+            self.pidfile.remove(self.pid)
+
+    # -- signals: one method each, in HANDLERS ----------------------------------------------
+
+    def on_hup(self) -> None:
+        logs.error_log.info("Handling signal: HUP (reload)")
+        self._reload()
+
+    def on_term(self) -> None:
+        logs.error_log.info("Handling signal: TERM (graceful stop)")
+        self._stop(graceful=True)
+
+    def on_int(self) -> None:
+        self._fast_stop(signal.SIGINT)
+
+    def on_quit(self) -> None:
+        self._fast_stop(signal.SIGQUIT)
+
+    def on_ttin(self) -> None:
+        self._set_target(self.num_workers + 1)
+        logs.error_log.info("Handling signal: TTIN: %d workers", self.num_workers)
+
+    def on_ttou(self) -> None:
+        self._set_target(max(1, self.num_workers - 1))
+        logs.error_log.info("Handling signal: TTOU: %d workers", self.num_workers)
+
+    def on_usr1(self) -> None:
+        logs.error_log.info("Handling signal: USR1: reopening the log files")
+        logs.reopen()
+        self._signal_workers(signal.SIGUSR1)
+
+    def on_usr2(self) -> None:
+        self.reexec.start(self.source, self.listeners, self.pidfile,
+                          lambda: hooks.call(self.config, "pre_exec", self))
+
+    HANDLERS: Dict[int, Callable[[Supervisor], None]] = {
+        signal.SIGHUP: on_hup, signal.SIGTERM: on_term, signal.SIGINT: on_int,
+        signal.SIGQUIT: on_quit, signal.SIGTTIN: on_ttin, signal.SIGTTOU: on_ttou,
+        signal.SIGUSR1: on_usr1, signal.SIGUSR2: on_usr2,
+    }
+    SIGNALS = (*HANDLERS, signal.SIGCHLD)  # SIGCHLD only wakes the loop up
+    DURING_STOP = (signal.SIGINT, signal.SIGQUIT)  # the others wait for no one then
 
     def _handle_signals(self) -> None:
-        while self.signals and not self.stopped:
-            sig = self.signals.pop(0)
-            if sig == signal.SIGTERM:
-                logs.error_log.info("Handling signal: TERM (graceful stop)")
-                self._stop(graceful=True)
-            elif sig in (signal.SIGINT, signal.SIGQUIT):
-                logs.error_log.info("Handling signal: %s (fast stop)", signal.Signals(sig).name)
-                self._stop(graceful=False)
-            elif sig == signal.SIGHUP:
-                self._reload()
-            elif sig == signal.SIGTTIN:
-                self._set_target(self.target + 1)
-                logs.error_log.info("Handling signal: TTIN: %d workers", self.target)
-            elif sig == signal.SIGTTOU:
-                self._set_target(max(1, self.target - 1))
-                logs.error_log.info("Handling signal: TTOU: %d workers", self.target)
-            elif sig == signal.SIGUSR1:
-                logs.error_log.info("Handling signal: USR1: reopening the log files")
-                logs.reopen()
-                self._signal_workers(signal.SIGUSR1)
-            elif sig == signal.SIGUSR2:
-                self._reexec()
+        while (sig := self.wakeup.pop()) is not None:
+            if self.stopping is None or sig in self.DURING_STOP:
+                self.HANDLERS[sig](self)
 
     # -- workers ----------------------------------------------------------------------------
 
     def _spawn(self) -> Optional[WorkerProcess]:
         """Fork one worker; None when the system refuses the fork (retried a second later)."""
-        slot = Slot()
+        generation, slot = self.generation, Slot()
         self._spawned += 1
-        worker = self.worker_class(self.config, self.listeners, slot, self._wake_w, app=self.app,
-                                   age=self._spawned)
-        hooks.call(self.config, "pre_fork", self, worker)
-        # Blocked across the fork, so that the child gets no signal before its own handlers
-        # are in place (the supervisor's would act in the wrong process, the defaults kill).
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        worker = generation.worker_class(generation.config, list(self.listeners.current), slot,
+                                         self.wakeup.write_fd, app=self.app, age=self._spawned)
+        hooks.call(generation.config, "pre_fork", self, worker)
+        # Not the worker's: the wake-up pipe, the other workers' slots, what a reload left.
+        unneeded = [self.wakeup, *(w.slot for w in self.workers.values()),
+                    *self.listeners.not_current()]
         try:
-            pid = os.fork()
-        except OSError as exc:  # EAGAIN (process limits) or ENOMEM: the server goes on
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            pid = process.fork(self.SIGNALS, lambda mask: worker.run_forked(self, mask, unneeded))
+        except OSError as exc:
             slot.close()
             logs.error_log.error("cannot start a worker: fork failed: %s; retrying in 1 s "
                                  "(check the process limits and free memory)", exc.strerror)
-            self._spawn_not_before = time.monotonic() + 1.0
+            self.restart.fork_failed()
             return None
-        if pid:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            worker.pid = pid
-            record = self.workers[pid] = WorkerProcess(pid, slot, self.generation,
-                                                       time.monotonic(), worker)
-            logs.error_log.info("Booting worker with pid: %d", pid)
-            return record
-        # -- in the child ------------------------------------------------------------------
-        code = WORKER_BOOT_ERROR
-        try:
-            signal.set_wakeup_fd(-1)
-            worker.install_boot_signals()
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            os.close(self._wake_r)
-            for other in self.workers.values():
-                other.slot.close()
-            for listener in self._retired_listeners:  # left by a reload: not this worker's
-                listener.close()
-            worker.pid = os.getpid()
-            worker.server = self
-            hooks.call(self.config, "post_fork", self, worker)
-            code = worker.run()
-            worker.exit(code)
-        finally:
-            os._exit(code)
+        worker.pid = pid
+        record = self.workers[pid] = WorkerProcess(pid, slot, generation, time.monotonic(),
+                                                   worker)
+        logs.error_log.info("Booting worker with pid: %d", pid)
+        return record
 
     def _manage_workers(self) -> None:
-        now = time.monotonic()
+        asked = [w for w in self.workers.values() if not w.stopping_since and w.asked_reload()
+                 and w.generation is self.generation]
+        if asked:  # --reload: a worker saw a source file change
+            logs.error_log.info("Reloading: %s", asked[-1].slot.message)
+            self._reload()
+        generation, now = self.generation, time.monotonic()
         running = [w for w in self.workers.values() if not w.stopping_since]
-        asked = None
-        for worker in running:
-            if worker.slot.reload_requests != worker.reloads_seen:
-                worker.reloads_seen = worker.slot.reload_requests
-                if worker.generation == self.generation:
-                    asked = worker
-        if asked is not None:
-            logs.error_log.info("Reloading: %s", asked.slot.message)
-            self._reload(signalled=False)
-            running = [w for w in self.workers.values() if not w.stopping_since]
         current = [w for w in running
-                   if w.generation == self.generation and w.slot.state != RETIRING]
-        while len(current) < self.target and now >= self._spawn_not_before:
+                   if w.generation is generation and w.slot.state != RETIRING]
+        while len(current) < generation.target and self.restart.may_spawn(now):
             spawned = self._spawn()
             if spawned is None:
                 return
             current.append(spawned)
-        if len(current) > self.target:  # TTOU: workers still booting first, then the oldest
+        if len(current) > generation.target:  # TTOU: workers still booting first, then oldest
             extra = sorted(current, key=lambda w: (w.slot.state == READY, w.started))
-            for worker in extra[:len(current) - self.target]:
+            for worker in extra[:len(current) - generation.target]:
                 self._retire_worker(worker)
                 current.remove(worker)
         ready = [w for w in current if w.slot.state == READY]
         for worker in ready:
             if not worker.was_ready:  # a worker that just started: the app loads again
-                worker.was_ready = self._ever_ready = True
-                self._boot_failures = 0
+                worker.was_ready = True
+                generation.loaded()
+                self.restart.worker_ready()
         if len(ready) < len(current) or not current:
             return
         leaving = [w for w in running if w not in current and not w.stopping_since]
-        if self._announced_generation != self.generation:
-            self._announced_generation = self.generation
-            self._previous = None
+        if not generation.serving:
+            generation.serving = True
+            generation.settle()
+            self.listeners.settle()
             logs.error_log.info("Ready: %d worker(s) serving", len(ready))
         for worker in leaving:
             self._retire_worker(worker)
@@ -400,110 +319,67 @@ class Supervisor(hooks.HookNames):
     def _retire_worker(self, worker: WorkerProcess) -> None:
         """Stop a worker that others replace: it leaves the connections queued on the
         listeners to them, unless it serves one that a reload dropped."""
-        if not any(listener in self._retired_listeners for listener in worker.worker.listeners):
+        if all(listener in self.listeners.current for listener in worker.worker.listeners):
             worker.slot.set_leaves_queue()
-        self._stop_worker(worker)
-
-    def _stop_worker(self, worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
-        try:
-            os.kill(worker.pid, sig)
-        except ProcessLookupError:
-            return
-        worker.stopping_since = time.monotonic()
+        worker.stop(signal.SIGTERM)
 
     def _signal_workers(self, sig: int) -> None:
-        for pid in list(self.workers):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        for worker in list(self.workers.values()):
+            worker.signal(sig)
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            if not pid:
-                break
-            if pid == self.reexec_pid:
-                logs.error_log.warning("The new supervisor (pid:%d) exited with %s; this one "
-                                       "keeps serving", pid, describe_exit(status))
-                self.reexec_pid = 0
-                if self.pidfile is not None and self.pidfile.path.endswith(".oldbin"):
-                    self.pidfile.rename_back()
+        for pid, status in process.reap():
+            if self.reexec.reaped(pid, status, self.pidfile):
                 continue
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 self._worker_exited(worker, status)
                 worker.slot.close()
                 hooks.call(self.config, "child_exit", self, worker.worker)
-        if self._retired_listeners and not any(w.generation != self.generation
-                                               for w in self.workers.values()):
-            for listener in self._retired_listeners:
-                self._close_listener(listener)
-            self._retired_listeners = []
+        if not any(w.generation is not self.generation for w in self.workers.values()):
+            self.listeners.close_retired(unlink=not self.reexec.pid)
 
     def _worker_exited(self, worker: WorkerProcess, status: int) -> None:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-        if worker.stopping_since or self.stopped:
+        if worker.stopping_since or self.stopping:
             logs.error_log.info("Worker exiting (pid: %d)", worker.pid)
-            return
-        if worker.slot.state in (BOOTING, FAILED) and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
+        elif worker.slot.state in (BOOTING, FAILED) and code in BOOT_FAILURES:
             self._boot_failed(worker, code)
-            return
-        self._count_crash()
-        if code == WORKER_TIMEOUT:
-            logs.error_log.error("Worker (pid:%d) was stopped by its watchdog after a blocked "
-                                 "event loop (report above); starting a new one", worker.pid)
         else:
-            logs.error_log.error("Worker (pid:%d) died: %s; starting a new one", worker.pid,
-                                 describe_exit(status))
-
-    def _count_crash(self) -> None:
-        """Workers that keep dying are replaced more slowly."""
-        self._crashes = [t for t in self._crashes if time.monotonic() - t < CRASH_WINDOW]
-        self._crashes.append(time.monotonic())
-        if len(self._crashes) > CRASH_LIMIT:
-            self._spawn_not_before = time.monotonic() + 1.0
+            self.restart.crashed()
+            how = ("was stopped by its watchdog after a blocked event loop (report above)"
+                   if code == ExitCode.WORKER_TIMEOUT else f"died: {process.describe_exit(status)}")
+            logs.error_log.error("Worker (pid:%d) %s; starting a new one", worker.pid, how)
 
     def _boot_failed(self, worker: WorkerProcess, code: int) -> None:
         message = worker.slot.message or "the worker failed to start"
-        if self._previous is not None and worker.generation == self.generation:
-            # A reload whose new code does not load: keep the workers that serve now.
+        generation = self.generation
+        mode = generation.on_boot_failure_of(worker.generation)
+        if mode is OnBootFailure.ROLL_BACK:  # new code that does not load: keep the old
             logs.error_log.error("Reload failed: %s; still serving with the previous workers",
                                  message)
             for other in list(self.workers.values()):
-                if other.generation == self.generation:
-                    self._stop_worker(other, signal.SIGKILL)
-            new_listeners = self.listeners
-            (self.config, self.target, self.generation, self.listeners,
-             self.worker_class) = self._previous
-            self._previous = None
-            # Back in use again; those that a reload before this one retired are still retired.
-            self._retired_listeners = [s for s in self._retired_listeners
-                                       if s not in self.listeners]
-            for listener in new_listeners:
-                if listener not in self.listeners:
-                    self._close_listener(listener)
-            return
-        if self._ever_ready:
-            # The app loaded before (a transient failure: a database down at import time):
-            # keep serving with the workers there are, and try again, more and more slowly.
-            self._boot_failures += 1
-            delay = min(0.5 * 2 ** (self._boot_failures - 1), MAX_BOOT_RETRY_DELAY)
-            self._spawn_not_before = time.monotonic() + delay
-            logs.error_log.error("A new worker failed to start: %s; trying again in %gs",
-                                 message, delay)
-            return
-        if not self.stopped:  # at start-up: no fork loop, one line and the exit code
+                if other.generation is generation:
+                    other.stop(signal.SIGKILL)
+            self.generation = generation.previous
+            self.listeners.roll_back()
+        elif mode is OnBootFailure.EXIT:  # at start-up: no fork loop, one line and the code
             logs.error_log.error("%s", message)
             self.exit_code = code
             self._stop(graceful=False, quiet=True)
+        else:
+            delay = self.restart.boot_failed()
+            logs.error_log.error("A new worker failed to start: %s; trying again in %gs",
+                                 message, delay)
 
-    def _check_timeouts(self) -> None:
+    def _check_deadlines(self) -> None:
+        """Kill the workers that outlive a stop or the graceful timeout, or stop beating."""
+        if self.stopping is not None:
+            if self.workers and self.stopping.overdue():
+                logs.error_log.warning("%d worker(s) still running after %gs: killing them",
+                                       len(self.workers), self.stopping.limit)
+                self._signal_workers(signal.SIGKILL)
+            return
         now = time.monotonic()
         timeout = self.config.timeout
         for worker in list(self.workers.values()):
@@ -511,155 +387,45 @@ class Supervisor(hooks.HookNames):
                 if now - worker.stopping_since > self.config.graceful_timeout + KILL_GRACE:
                     logs.error_log.warning("Worker (pid:%d) did not stop within the graceful "
                                            "timeout: killing it", worker.pid)
-                    self._stop_worker(worker, signal.SIGKILL)
-                continue
-            if not timeout:
+                    worker.stop(signal.SIGKILL)
                 continue
             silent = now - worker.slot.last_beat
             # The worker's own watchdog reports at `timeout`; this covers a worker too stuck
             # to run it (C code holding the GIL, or a slow boot).
-            if silent > timeout + max(1.0, timeout / 4):
-                state = "booting" if worker.slot.state == BOOTING else "silent"
+            if timeout and silent > timeout + max(1.0, timeout / 4):
                 logs.error_log.critical("WORKER TIMEOUT (pid:%d): %s for %.1fs; killing it",
-                                        worker.pid, state, silent)
-                self._stop_worker(worker, signal.SIGKILL)
+                                        worker.pid, "booting" if worker.slot.state == BOOTING
+                                        else "silent", silent)
+                worker.stop(signal.SIGKILL)
                 worker.stopping_since = 0.0  # its death is a failure, logged as such
 
-    # -- reload, re-exec, stop --------------------------------------------------------------
-
-    def _reload(self, signalled: bool = True) -> None:
-        if signalled:
-            logs.error_log.info("Handling signal: HUP (reload)")
+    def _reload(self) -> None:
+        """A new generation from the settings as they are now; the current one serves until
+        the new one is ready, and comes back if the new one cannot boot."""
         hooks.call(self.config, "on_reload", self)
-        config = self.config
-        worker_class = self.worker_class
-        if self.argv is not None:
-            from .cli import UsageError, make_config
-
-            here = os.getcwd()
-            try:
-                os.chdir(self.start_cwd)  # where relative paths of the command line started
-                config = make_config(self.argv)
-                config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
-                worker_class = load_worker_class(config.worker_class)
-            except (UsageError, SettingError, ImportError) as exc:
-                logs.error_log.error("Reload failed: %s; still serving with the current "
-                                     "settings", exc)
-                return
-            finally:
-                os.chdir(here)
-            try:
-                configure_logs(config)
-            except OSError as exc:
-                logs.error_log.error("Reload failed: %s", exc)
-                return
-            apply_environment(config)
-        listeners = self.listeners
-        wanted = (config.bind, config.backlog, config.reuse_port)
-        if self.listener_origin != "systemd" and wanted != (
-                self.config.bind, self.config.backlog, self.config.reuse_port):
-            try:
-                listeners, created = sockets.open_listeners(config.bind, config.backlog,
-                                                            config.reuse_port, list(self.listeners),
-                                                            close_unused=False)
-            except (sockets.BindError, ValueError) as exc:
-                logs.error_log.error("Reload failed: %s; still serving on the current "
-                                     "addresses", exc)
-                return
-            self._created.update(created)
-            kept = {s.fileno() for s in listeners}
-            self._retired_listeners += [s for s in self.listeners if s.fileno() not in kept]
-            for listener in listeners:
-                if listener not in self.listeners:
-                    logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener),
-                                        self.pid)
-        self._previous = (self.config, self.target, self.generation, self.listeners,
-                          self.worker_class)
-        self.config = config
-        self.worker_class = worker_class
-        self.listeners = listeners
-        self.generation += 1
+        current = self.generation
+        try:
+            config = self.source.load()
+            config.worker_count  # noqa: B018 - validates WEB_CONCURRENCY
+            new = current.next(config)
+        except (ConfigError, SettingError, ImportError) as exc:
+            logs.error_log.error("Reload failed: %s; still serving with the current "
+                                 "settings", exc)
+            return
+        try:
+            if config is not current.config:  # read again: log files, -e variables may change
+                use_logs_and_environment(config)
+        except OSError as exc:
+            logs.error_log.error("Reload failed: %s", exc)
+            return
+        try:
+            opened = self.listeners.rebind((config.bind, config.backlog, config.reuse_port))
+        except (sockets.BindError, ValueError) as exc:
+            logs.error_log.error("Reload failed: %s; still serving on the current "
+                                 "addresses", exc)
+            return
+        for listener in opened:
+            logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)
+        current.settle()  # a reload still pending is superseded: no way back to before it
+        self.generation = new
         self._set_target(config.worker_count)
-
-    def _reexec(self) -> None:
-        if self.reexec_pid:
-            logs.error_log.warning("USR2 ignored: a new supervisor (pid:%d) is already running",
-                                   self.reexec_pid)
-            return
-        if self.argv is None:
-            logs.error_log.warning("USR2 ignored: re-executing needs the command line "
-                                   "(this server was started by serve())")
-            return
-        command = process.reexec_command(self.argv)
-        fds = [listener.fileno() for listener in self.listeners]
-        if self.pidfile is not None:
-            self.pidfile.rename(".oldbin")  # before the new supervisor writes its own
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            if self.pidfile is not None:
-                self.pidfile.rename_back()
-            logs.error_log.error("USR2 failed: cannot fork the new supervisor: %s; this one "
-                                 "goes on serving", exc.strerror)
-            return
-        if pid == 0:
-            try:
-                signal.set_wakeup_fd(-1)
-                for fd in fds:
-                    os.set_inheritable(fd, True)
-                os.chdir(self.start_cwd)
-                hooks.call(self.config, "pre_exec", self)
-                os.execve(command[0], command,
-                          process.reexec_environ(fds, self.listener_origin))
-            finally:
-                os._exit(WORKER_BOOT_ERROR)
-        self.reexec_pid = pid
-        logs.error_log.info("Handling signal: USR2: started a new supervisor (pid:%d) on the "
-                            "same sockets; send TERM to this one (pid:%d) once it is ready",
-                            pid, self.pid)
-
-    def _stop(self, graceful: bool, quiet: bool = False) -> None:
-        self.stopped = True
-        self._close_listeners()
-        limit = (self.config.graceful_timeout + KILL_GRACE) if graceful else 2.0
-        for worker in list(self.workers.values()):
-            if self.reexec_pid:  # the new supervisor's workers accept on the same sockets
-                worker.slot.set_leaves_queue()
-            self._stop_worker(worker, signal.SIGTERM if graceful else signal.SIGQUIT)
-        deadline = time.monotonic() + limit
-        while self.workers and time.monotonic() < deadline:
-            self._sleep(0.1)
-            self._reap()
-        if self.workers:
-            logs.error_log.warning("%d worker(s) still running after %gs: killing them",
-                                   len(self.workers), limit)
-            for worker in list(self.workers.values()):
-                self._stop_worker(worker, signal.SIGKILL)
-            deadline = time.monotonic() + 2.0
-            while self.workers and time.monotonic() < deadline:
-                self._sleep(0.05)
-                self._reap()
-        if not quiet:
-            logs.error_log.info("Shutting down: Master")
-
-    def _close_listener(self, listener: Any) -> None:
-        try:
-            created = self._created.pop(listener.fileno(), False)
-            # After a re-exec the new supervisor serves the unix socket file: leave it.
-            sockets.close_listener(listener, unlink=created and not self.reexec_pid)
-        except OSError as exc:
-            if exc.errno != errno.EBADF:
-                raise
-
-    def _close_listeners(self) -> None:
-        for listener in self.listeners + self._retired_listeners:
-            self._close_listener(listener)
-        self.listeners = []
-        self._retired_listeners = []
-
-    def _cleanup(self) -> None:
-        for worker in list(self.workers.values()):
-            self._stop_worker(worker, signal.SIGKILL)
-        self._close_listeners()
-        if self.pidfile is not None:
-            self.pidfile.remove(self.pid)

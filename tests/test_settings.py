@@ -3,6 +3,8 @@ checked through --print-config; config files; bad values; the generated docs."""
 
 import ast
 import os
+import signal
+import socket
 import sys
 import textwrap
 
@@ -10,7 +12,7 @@ import pytest
 
 from geventserve.docs import render
 from geventserve.settings import HOOKS, SETTINGS
-from helpers import APPS, Server, request, run_command
+from helpers import APPS, Server, request, run_command, wait_until
 
 GEVENTSERVE = [sys.executable, "-m", "geventserve"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -310,3 +312,26 @@ def test_help_is_grouped_by_section():
     for section in ("Server socket:", "Worker processes:", "Timeouts:", "Behind a proxy:",
                     "TLS:", "Logging:"):
         assert section in proc.stdout
+
+
+def test_gunicorn_conf_py_is_read_when_there_is_no_other(tmp_path):
+    """No -c and no ./geventserve.conf.py: ./gunicorn.conf.py is read, as gunicorn reads it;
+    the log names the file read, at start and on a reload. geventserve.conf.py comes first."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(f"bind = '127.0.0.1:{port}'\nworkers = 1\n")
+    with Server([], cwd=str(tmp_path), bind=[]) as srv:
+        assert srv.port == port
+        assert request(port, "GET", "/").status == 200
+        named = f"[INFO] Config file: {conf.resolve()}"
+        assert srv.log.count(named) == 1, srv.log
+        srv.signal(signal.SIGHUP)
+        wait_until(lambda: srv.log.count(named) == 2, message="the file named on HUP")
+        srv.wait_for_log(r"\] Ready: 1 worker", start=srv.log.count("\n"))
+        assert request(port, "GET", "/").status == 200
+    (tmp_path / "geventserve.conf.py").write_text("workers = 3\n")
+    out = printed_config(run_cli(["--print-config", "wsgi_app:app"], cwd=str(tmp_path)).stdout)
+    assert out["workers"] == (3, "config file geventserve.conf.py")
+    assert out["bind"][1] == "default"

@@ -1,7 +1,6 @@
 """The supervisor: real processes, real signals, real load; every promise counted in failures."""
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -80,11 +79,16 @@ def test_pidfile_and_process_titles(tmp_path):
     assert not pidfile.exists()
 
 
+def _listening_socket():
+    """A TCP socket listening on a free port of 127.0.0.1, and the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock, sock.getsockname()[1]
+
+
 def test_systemd_socket_activation():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
+    listener, port = _listening_socket()
     fd = listener.fileno()
     env = dict(os.environ, PYTHONPATH=APPS, LISTEN_FDS="1")
     # as systemd does: the socket on fd 3, LISTEN_PID the PID of the process it execs
@@ -156,7 +160,7 @@ def test_blocked_worker_is_reported_and_replaced():
         elapsed = time.monotonic() - started
         match = srv.wait_for_log(r"WORKER TIMEOUT \(pid:%d\)" % first)
         assert match
-        wait_until(lambda: srv.worker_pids() and srv.worker_pids()[0] != first)
+        wait_until(lambda: [pid for pid in srv.worker_pids() if pid != first])
         assert request(srv.port, "GET", "/").status == 200
     report = srv.log[srv.log.index("WORKER TIMEOUT"):]
     assert "serving GET /spin?30" in report
@@ -210,21 +214,29 @@ def _new_connections(port, seconds, pause):
     return outcomes
 
 
+def _term_while_serving(srv, path, after, seconds, pause):
+    """A request for ``path`` under way, TERM ``after`` seconds later, then new connections
+    (_new_connections) while the server stops, which it must do with status 0: the
+    request's response and the new connections' outcomes."""
+    result = {}
+
+    def slow():
+        result["response"] = request(srv.port, "GET", path, timeout=10)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(after)
+    srv.signal(signal.SIGTERM)
+    outcomes = _new_connections(srv.port, seconds, pause)
+    thread.join(10)
+    assert srv.wait(15) == 0
+    return result.get("response"), outcomes
+
+
 def test_term_lets_the_request_finish_then_exits_0():
     with Server(["-w", "2"]) as srv:
-        result = {}
-
-        def slow():
-            result["response"] = request(srv.port, "GET", "/sleep?2", timeout=10)
-
-        thread = threading.Thread(target=slow)
-        thread.start()
-        time.sleep(0.5)
-        srv.signal(signal.SIGTERM)
-        outcomes = _new_connections(srv.port, seconds=3, pause=0.02)
-        thread.join(10)
-        assert srv.wait(15) == 0
-    assert result["response"].status == 200 and result["response"].body == b"slept"
+        response, outcomes = _term_while_serving(srv, "/sleep?2", 0.5, seconds=3, pause=0.02)
+    assert response.status == 200 and response.body == b"slept"
     assert all(o in (200, "refused") for o in outcomes), outcomes
     assert "refused" in outcomes
 
@@ -289,6 +301,30 @@ def test_int_is_a_fast_stop():
         assert time.monotonic() - started < 3
         assert client.closed_by_server(timeout=5)
         client.close()
+
+
+@pytest.mark.parametrize("worker_class,sig", [("gevent", signal.SIGINT), ("sync", signal.SIGQUIT)],
+                         ids=["gevent-INT", "sync-QUIT"])
+def test_int_or_quit_during_a_graceful_stop_makes_it_fast(worker_class, sig):
+    """TERM while a 15 s request is served, then INT (or QUIT) a second later: the graceful
+    stop turns into a fast one at once, as gunicorn's does, instead of waiting for the
+    request."""
+    with Server(["-k", worker_class, "-w", "1"]) as srv:
+        client = Client(srv.port, timeout=30)
+        client.request("GET", "/sleep?15")
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        srv.wait_for_log("Handling signal: TERM")
+        time.sleep(1.0)
+        assert srv.proc.poll() is None  # still draining the request
+        asked = time.monotonic()
+        srv.signal(sig)
+        assert srv.wait(20) == 0  # the status of a fast stop
+        stopped_in = time.monotonic() - asked
+        assert client.closed_by_server(timeout=5)
+        client.close()
+    assert stopped_in < 4, stopped_in
+    assert f"Handling signal: {signal.Signals(sig).name} (fast stop)" in srv.log
 
 
 def test_ttin_ttou_change_the_worker_count():
@@ -615,10 +651,8 @@ def test_failed_reload_after_a_reload_still_closes_the_first_address(tmp_path):
 def test_hup_that_adds_a_bind_keeps_an_fd_listener(tmp_path):
     """-b fd://3 and a HUP that adds an address: the inherited socket is kept as it is, not
     wrapped a second time (the first wrapper, dropped, would close it under the server)."""
-    inherited = socket.socket()
-    inherited.bind(("127.0.0.1", 0))
-    inherited.listen()
-    port, extra = inherited.getsockname()[1], _free_port()
+    inherited, port = _listening_socket()
+    extra = _free_port()
     conf = tmp_path / "conf.py"
     conf.write_text("bind = ['fd://3']\n")
     launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); "
@@ -681,13 +715,7 @@ def test_sync_worker_stops_accepting_on_term():
     """After TERM a sync worker serves only what was already queued: a new connection is
     refused or answered, never accepted and then cut at the graceful timeout."""
     with Server(["-k", "sync", "-w", "1", "--graceful-timeout", "3"]) as srv:
-        slow = threading.Thread(target=lambda: request(srv.port, "GET", "/sleep?1", timeout=10))
-        slow.start()
-        time.sleep(0.3)
-        srv.signal(signal.SIGTERM)
-        outcomes = _new_connections(srv.port, seconds=2.5, pause=0.05)
-        slow.join(10)
-        assert srv.wait(15) == 0
+        _, outcomes = _term_while_serving(srv, "/sleep?1", 0.3, seconds=2.5, pause=0.05)
     assert all(o in (200, "refused") for o in outcomes), outcomes
 
 
@@ -743,11 +771,10 @@ def test_term_serves_the_connections_already_queued():
 
 
 def test_usr1_reopens_captured_output(tmp_path):
-    log = tmp_path / "error.log"
+    log, port = tmp_path / "error.log", _free_port()
     with Server(["-w", "1", "--error-logfile", str(log), "--capture-output"],
-                app="print_app:app", wait=False) as srv:
+                app="print_app:app", bind=[f"127.0.0.1:{port}"], wait=False) as srv:
         wait_until(lambda: log.exists() and "Ready:" in log.read_text(), timeout=15)
-        port = int(re.search(r"Listening at: http://127.0.0.1:(\d+)", log.read_text()).group(1))
         os.rename(log, tmp_path / "error.log.1")
         srv.signal(signal.SIGUSR1)
 
@@ -760,13 +787,7 @@ def test_usr1_reopens_captured_output(tmp_path):
 
 
 def test_usr2_keeps_systemd_sockets():
-    listeners = []
-    for _ in range(2):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        listeners.append(sock)
-    ports = [s.getsockname()[1] for s in listeners]
+    listeners, ports = zip(*(_listening_socket() for _ in range(2)))
     fds = [s.fileno() for s in listeners]
     env = dict(os.environ, PYTHONPATH=APPS, LISTEN_FDS="2")
     launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "

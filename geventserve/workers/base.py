@@ -18,15 +18,14 @@ import struct
 import sys
 import traceback
 from time import monotonic
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 from .. import hooks, logs, process
+from ..exits import ExitCode
 from ..loading import AppLoadError, load_app, prepare_path
 from ..settings import Config
 from .watchdog import Watchdog
 
-# Exit codes a worker reports to the supervisor (gunicorn's values for the first two).
-WORKER_BOOT_ERROR = 3
 # accept(2) on Linux passes on a new connection's pending network errors (and EPERM when a
 # firewall rule refuses it): the listener is fine, accept the next one as usual.
 ACCEPT_RETRY = frozenset(
@@ -35,7 +34,6 @@ ACCEPT_RETRY = frozenset(
                                       "EOPNOTSUPP", "ENETUNREACH", "EPERM")
     if hasattr(errno, name))
 OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
-APP_LOAD_ERROR = 4
 
 # Worker states in the slot.
 BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
@@ -129,12 +127,18 @@ class Worker(hooks.HookNames):
         self._exiting = False
         self._reopen_logs = False  # USR1 came while booting
 
+    @classmethod
+    def before_app_import(cls, in_supervisor: bool = False) -> None:
+        """Prepare this process to import the app for workers of this class (the gevent
+        worker patches the standard library). ``in_supervisor``: the --preload import, in the
+        process that forks and reaps the workers."""
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def run(self) -> int:
         """Entry point in the child process; returns the exit code (see exit())."""
         self.pid = os.getpid()
-        code = 0
+        code: int = ExitCode.OK
         try:
             code = self._run()
         except SystemExit as exc:
@@ -162,6 +166,19 @@ class Worker(hooks.HookNames):
             pass
         os._exit(code)
 
+    def run_forked(self, server: Any, mask: Any, unneeded: Iterable[Any]) -> None:
+        """In the child just forked, its signals blocked: close ``unneeded`` (what the
+        supervisor holds that is not this worker's), install this worker's handlers, then
+        unblock the signals (``mask``); the post_fork hook; run, and exit."""
+        for thing in unneeded:
+            thing.close()
+        self.install_boot_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self.pid = os.getpid()
+        self.server = server
+        hooks.call(self.config, "post_fork", server, self)
+        self.exit(self.run())
+
     def install_boot_signals(self) -> None:
         """The signal handlers from the fork until the worker serves (the supervisor forks
         with its signals blocked and unblocks them once these are in place)."""
@@ -169,7 +186,7 @@ class Worker(hooks.HookNames):
             signal.signal(sig, signal.SIG_IGN)  # the supervisor's signals
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             # While booting there is nothing to finish; QUIT would otherwise dump core.
-            signal.signal(sig, lambda *args: os._exit(0))
+            signal.signal(sig, lambda *args: os._exit(ExitCode.OK))
         # logrotate may have moved the log files while the app was imported: reopen them then.
         signal.signal(signal.SIGUSR1, self._reopen_when_serving)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -184,25 +201,25 @@ class Worker(hooks.HookNames):
         except Exception as exc:
             self.slot.fail(f"worker failed to start: {exc}")
             logs.error_log.debug("worker set-up failed", exc_info=True)
-            return WORKER_BOOT_ERROR
+            return ExitCode.WORKER_BOOT
         if self.app is None:
             try:
                 self.app = self.load()
             except AppLoadError as exc:
                 self.slot.fail(str(exc))
                 logs.error_log.debug("application load failed", exc_info=True)
-                return APP_LOAD_ERROR
+                return ExitCode.APP_LOAD
         self.check_environment()
         config = self.config
         try:
             self.service = self.make_service(self.task_getter())
         except ValueError as exc:  # TLS files that do not load
             self.slot.fail(str(exc))
-            return WORKER_BOOT_ERROR
+            return ExitCode.WORKER_BOOT
         except Exception as exc:  # an ssl_context hook that fails
             self.slot.fail(f"worker failed to start: {type(exc).__name__}: {exc}")
             logs.error_log.debug("worker set-up failed", exc_info=True)
-            return WORKER_BOOT_ERROR
+            return ExitCode.WORKER_BOOT
         if config.max_requests:
             self.service.request_limit = (config.max_requests
                                           + random.randint(0, config.max_requests_jitter))
@@ -228,7 +245,7 @@ class Worker(hooks.HookNames):
         Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
                  self._aborted).start()
         self.serve()
-        return 0
+        return ExitCode.OK
 
     def load(self) -> Callable[..., Any]:
         config = self.config
@@ -250,7 +267,7 @@ class Worker(hooks.HookNames):
     def fast_stop(self, *args: Any) -> None:
         """INT or QUIT: stop at once."""
         hooks.call(self.config, "worker_int", self)
-        self.exit(0)
+        self.exit(ExitCode.OK)
 
     def _aborted(self, code: int) -> None:
         """The watchdog ends this worker (its event loop is blocked)."""

@@ -94,6 +94,10 @@ class GeventWorker(Worker):
 
     multithread = True
 
+    @classmethod
+    def before_app_import(cls, in_supervisor: bool = False) -> None:
+        patch(for_supervisor=in_supervisor)
+
     def setup(self) -> None:
         patch()
         import gevent

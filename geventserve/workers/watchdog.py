@@ -16,9 +16,8 @@ from time import monotonic
 from typing import Callable, Optional
 
 from .. import logs
+from ..exits import ExitCode
 from ..process import original
-
-WORKER_TIMEOUT = 5  # exit code of a worker ended by its watchdog
 
 # Taken when this module is imported (in the supervisor, before any gevent patching), so that
 # the watchdog runs on a native thread and sleeps natively whatever the app does to the modules.
@@ -52,9 +51,9 @@ class Watchdog:
             if silent > self.timeout:
                 self.report(silent)
                 try:
-                    self.end(WORKER_TIMEOUT)
+                    self.end(ExitCode.WORKER_TIMEOUT)
                 finally:
-                    os._exit(WORKER_TIMEOUT)
+                    os._exit(ExitCode.WORKER_TIMEOUT)
 
     def report(self, silent: float) -> None:
         frame = sys._current_frames().get(self.main_ident)
