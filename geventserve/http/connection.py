@@ -18,7 +18,15 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .. import logs
-from .errors import BadRequest, BodyTimeout, HTTPError, MalformedBody, RequestTimeout, TruncatedBody
+from .errors import (
+    BadRequest,
+    BodyTimeout,
+    ClientGone,
+    HTTPError,
+    MalformedBody,
+    RequestTimeout,
+    TruncatedBody,
+)
 from .parser import Request, RequestParser
 from .response import CONTINUE, error_response
 
@@ -41,10 +49,6 @@ LINGER_QUIET = 1.0
 # At most this many reads without waiting, to take the input already there.
 LINGER_LAST_READS = 16
 _socket_timeout = socket.timeout
-
-
-class ClientGone(Exception):
-    """Sending to the client failed: it closed the connection or stopped reading."""
 
 
 class Connection:

@@ -18,8 +18,7 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
-from .connection import ClientGone
-from .errors import HTTPError
+from .errors import ClientGone, HTTPError
 from .hooks import HookRequest, HookResponse
 from .parser import Request
 from .response import (
