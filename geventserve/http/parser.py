@@ -1,13 +1,8 @@
 """Request heads and bodies from bytes: httptools (llhttp) parses, this module adds the rest.
 
-llhttp already rejects, in its strict mode: Content-Length with Transfer-Encoding, a bad or
-repeated Content-Length, a Transfer-Encoding whose last coding is not chunked, bad chunk sizes and
-extensions, chunk data without its CRLF, whitespace before a colon, obs-fold, non-token field
-names, control characters in values, bare LF line ends, and bad characters in the target.
-This module adds the RFC 9110/9112 rules llhttp does not enforce (Host, the form of the
-request-target, codings other than chunked, Transfer-Encoding on HTTP/1.0, fragments, versions,
-the RTSP and ICE protocols llhttp also accepts, Expect) and the size limits, trailer section
-included, and turns every failure into an HTTPError carrying the status to answer with.
+llhttp parses in its strict mode; this module adds the size limits (trailer section included),
+applies the RFC 9110/9112 rules llhttp leaves out (``rules``), and turns every failure into an
+HTTPError carrying the status to answer with.
 
 The parser is fed whatever the socket gave; complete request heads queue up in ``ready`` (that is
 how pipelining works) and body bytes go to the request they belong to. The first fault stops the
@@ -16,15 +11,14 @@ parser and is kept in ``error``: the requests queued before it are still answere
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from typing import Deque, List, Optional, Set, Tuple
+from typing import Deque, List, Optional, Tuple
 
 import httptools
 
+from . import rules
 from .errors import (
     BadRequest,
-    ExpectationFailed,
     HeaderFieldsTooLarge,
     HTTPError,
     MethodNotImplemented,
@@ -32,21 +26,14 @@ from .errors import (
     VersionNotSupported,
 )
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HOST = re.compile(rb"(\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
-_CHUNKED = b"chunked"
 # Single bytes are looked up as integers: `b"_" in name` makes CPython try the operand as an
 # integer first and build (then drop) a TypeError, several times slower.
-_UNDERSCORE, _HASH, _H, _LF = ord("_"), ord("#"), ord("H"), ord("\n")
-_CONTINUE = b"100-continue"
-_WEB_SCHEMES = (b"http", b"https")
-_FOREIGN_PROTOCOLS = (b"RTSP/", b"ICE/")
+_UNDERSCORE, _H, _LF = ord("_"), ord("H"), ord("\n")
 
 # Field names that the parser itself acts upon, lower-cased.
 _HOST_NAME, _TE_NAME = b"host", b"transfer-encoding"
 _CL_NAME, _EXPECT_NAME = b"content-length", b"expect"
 _SPECIAL_LENGTHS = frozenset(len(n) for n in (_HOST_NAME, _TE_NAME, _CL_NAME, _EXPECT_NAME))
-_VALID_HOSTS: Set[bytes] = set()  # Host values already checked (most clients send the same few)
 
 _METHOD_NAMES = {m.encode(): m for m in (
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
@@ -182,8 +169,9 @@ class RequestParser:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._upgrade(data, exc.args[0])
-        except httptools.HttpParserCallbackError:
-            self._fail(self._fault or BadRequest("malformed request"))
+        except httptools.HttpParserCallbackError as exc:
+            fault = exc.__context__  # what the callback raised
+            self._fail(fault if isinstance(fault, HTTPError) else BadRequest("malformed request"))
         except httptools.HttpParserInvalidMethodError:
             starts_here = at_boundary and self._completed == completed_before
             self._fail(self._method_error(data if starts_here else None))
@@ -285,9 +273,7 @@ class RequestParser:
         self._head_bytes = self._bodiless_bytes = self._trailers = 0
         parser = self._parser
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            self._raise(VersionNotSupported(f"HTTP/{version} is not supported; this server "
-                                            "speaks HTTP/1.1 and HTTP/1.0"))
+        rules.check_version(version)
         target = b"".join(self._url_parts)
         data = self._data
         if data is not None:
@@ -297,36 +283,14 @@ class RequestParser:
             else:
                 self._check_protocol(data, request.method, target)
         request.version = version
-        if request.method == "CONNECT":
-            self._raise(MethodNotImplemented("CONNECT is not supported by this server"))
-        if _HASH in target:
-            self._raise(BadRequest("the request target contains a fragment (#)"))
-        if not target.startswith(b"/"):
-            self._check_target_form(request, target)
+        rules.check_method(request.method)
+        rules.check_target(request.method, target)
         request.target = target
-        if self._hosts != 1:
-            if self._hosts > 1:
-                self._raise(BadRequest("more than one Host header"))
-            if version == "1.1":
-                self._raise(BadRequest("an HTTP/1.1 request must have a Host header"))
-        elif request.host not in _VALID_HOSTS:
-            if not _HOST.fullmatch(request.host):  # type: ignore[arg-type]
-                self._raise(BadRequest("invalid Host header"))
-            if len(_VALID_HOSTS) >= 1024:
-                _VALID_HOSTS.clear()
-            _VALID_HOSTS.add(request.host)
-        te = self._te
-        if te is not None:
-            if version == "1.0":
-                self._raise(BadRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request"))
-            if te.strip().lower() != _CHUNKED:
-                self._raise(BadRequest("unsupported Transfer-Encoding "
-                                       f"{te.decode('latin-1')!r}: only chunked is accepted"))
-            request.chunked = True
-        elif self._cl is not None:
+        rules.check_host(self._hosts, request.host, version)
+        request.chunked = rules.is_chunked(self._te, version)
+        if not request.chunked and self._cl is not None:
             request.content_length = int(self._cl)  # llhttp has checked it is 1*DIGIT
-        if self._expect is not None and version == "1.1":
-            request.expect_continue = self._expects_continue(self._expect)
+        request.expect_continue = rules.expects_continue(self._expect, version)
         request.keep_alive = parser.should_keep_alive()
         request.complete = not (request.chunked or request.content_length)
         self.ready.append(request)
@@ -355,40 +319,9 @@ class RequestParser:
         if at < 0:
             return
         self._scan_from = at = at + len(line)
-        if raw.startswith(_FOREIGN_PROTOCOLS, at):
-            protocol = raw[at:].partition(b"\r")[0][:16].decode("latin-1")
-            self._raise(VersionNotSupported(f"{protocol} is not HTTP; this server speaks "
-                                            "HTTP/1.1 and HTTP/1.0"))
-
-    def _check_target_form(self, request: Request, target: bytes) -> None:
-        """The request-target forms other than origin-form (RFC 9112 3.2)."""
-        if target == b"*":
-            if request.method != "OPTIONS":
-                self._raise(BadRequest("the request target * is only for OPTIONS"))
-            return
-        try:
-            url = httptools.parse_url(target)
-        except httptools.HttpParserInvalidURLError:
-            url = None
-        if (url is None or not url.schema or url.schema.lower() not in _WEB_SCHEMES
-                or not url.host):
-            self._raise(BadRequest(f"invalid request target {target[:64].decode('latin-1')!r}: "
-                                   "expected a path, or an absolute http(s) URL"))
-        if url.userinfo is not None:  # type: ignore[union-attr]
-            self._raise(BadRequest("the request target contains user information (user@)"))
-
-    def _expects_continue(self, expect: bytes) -> bool:
-        """Whether the client waits for 100 Continue; 417 for any other expectation."""
-        expects = False
-        for member in expect.split(b","):
-            member = member.strip()
-            if not member:
-                continue  # empty list members are allowed (RFC 9110 5.6.1)
-            if member.lower() != _CONTINUE:
-                self._raise(ExpectationFailed("unsupported expectation "
-                                              f"{member[:64].decode('latin-1')!r}"))
-            expects = True
-        return expects
+        protocol = rules.foreign_protocol(raw[at:at + 8])
+        if protocol is not None:
+            self._raise(rules.foreign_protocol_error(protocol))
 
     def on_body(self, data: bytes) -> None:
         request = self._request
@@ -419,7 +352,7 @@ class RequestParser:
     def _method_error(self, data: Optional[bytes]) -> HTTPError:
         if data is not None:
             method, space, _ = bytes(data).lstrip(b"\r\n").partition(b" ")
-            if _TOKEN.fullmatch(method):
+            if rules.TOKEN_RUN.fullmatch(method) and method:
                 return MethodNotImplemented(f"method {method[:32].decode('latin-1')!r} is not "
                                             "supported by this server")
         return BadRequest("invalid request method")
