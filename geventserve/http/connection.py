@@ -33,12 +33,15 @@ from .response import CONTINUE, error_response
 if TYPE_CHECKING:
     from .service import Service
 
-# An unread body is read and dropped, up to this many bytes, so the connection can be reused.
-DRAIN_LIMIT = 256 * 1024
+# An unread request body is read and dropped, up to this many bytes, so that the connection can
+# carry the next request; a longer one closes it.
+UNREAD_BODY_LIMIT = 256 * 1024
 # Body bytes read ahead, before the application runs, to notice a body cut short.
 PEEK_LIMIT = 64 * 1024
 # A body up to this size is copied into one buffer with its head; a larger one is sent as is.
 COPY_LIMIT = 16 * 1024
+# Without sendfile (over TLS), a file is read and sent in parts of this size.
+FILE_COPY_SIZE = 256 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 # After an error response (or an unread body), how long client input is read and dropped before
 # the close; it stops sooner at the client's close, or once it is quiet for LINGER_QUIET seconds
@@ -49,6 +52,15 @@ LINGER_QUIET = 1.0
 # At most this many reads without waiting, to take the input already there.
 LINGER_LAST_READS = 16
 _socket_timeout = socket.timeout
+
+
+def can_drain(request: Request) -> bool:
+    """Whether the unread rest of ``request``'s body will be read and dropped so that the
+    connection can carry the next request: not when the client waits for 100 Continue (it
+    might never send the body), nor when more than UNREAD_BODY_LIMIT bytes are known to remain."""
+    return not request.expect_continue and (
+        request.content_length is None
+        or request.content_length - request.received <= UNREAD_BODY_LIMIT)
 
 
 class Connection:
@@ -267,14 +279,11 @@ class Connection:
 
     def _drain(self, request: Request) -> bool:
         """Read and drop the unread rest of the body; False to close the connection instead."""
-        if request.expect_continue or self.broken:
-            return False  # the client may be waiting for 100 Continue: it might never send it
-        if (request.content_length is not None
-                and request.content_length - request.received > DRAIN_LIMIT):
+        if self.broken or not can_drain(request):
             return False
         request.discard = True
         request.body.clear()
-        limit = request.received + DRAIN_LIMIT
+        limit = request.received + UNREAD_BODY_LIMIT
         try:
             while not request.complete:
                 if request.received > limit:
@@ -355,7 +364,7 @@ class Connection:
     def _send_file_by_copy(self, fd: int, offset: int, count: int) -> int:
         sent = 0
         while sent < count:
-            data = os.pread(fd, min(count - sent, 256 * 1024), offset + sent)
+            data = os.pread(fd, min(count - sent, FILE_COPY_SIZE), offset + sent)
             if not data:
                 break
             self.send(data)

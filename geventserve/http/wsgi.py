@@ -1,8 +1,8 @@
 """The WSGI layer (PEP 3333): the environ, start_response, and the framing of the response.
 
-``handle(conn, request)`` runs the application for one request and sends its response:
-Content-Length when known, chunked otherwise on HTTP/1.1, close-delimited on HTTP/1.0; no body
-for HEAD, 1xx, 204 and 304. It returns whether the connection may carry another request.
+``handle(conn, request)`` runs the application for one request and sends its response, framed
+as ``framing.response_framing`` says. It returns whether the connection may carry another
+request.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
+from .connection import can_drain
 from .errors import ClientGone, HTTPError
+from .framing import CHUNKED, CLOSE, LENGTH, NO_BODY, response_framing
 from .hooks import HookRequest, HookResponse
 from .parser import Request
 from .response import (
@@ -301,35 +303,21 @@ class Exchange:
             raise RuntimeError("the application did not call start_response")
         request = self.request
         conn = self.conn
-        code = self.code
-        extra = []
-        body_allowed = code >= 200 and code != 204 and code != 304 and request.method != "HEAD"
-        self.body_allowed = body_allowed
-        length = self.content_length
+        kind, length = response_framing(self.code, request.method, request.version,
+                                        self.content_length, len(body) if final else None)
+        body_allowed = self.body_allowed = kind != NO_BODY
         close = (not request.keep_alive or self.app_close or conn.broken
                  or conn.service.stopping or not conn.service.keepalive)
-        if length is None:
-            if code >= 200 and code != 204 and code != 304 and (final or not body_allowed):
-                # The length of the whole body, known; not for a HEAD whose app sent no body
-                # (Flask does so): that would say 0 where GET sends a body.
-                if final and (body or request.method != "HEAD"):
-                    length = len(body)
-                    extra.append(b"Content-Length: %d\r\n" % length)
-            elif body_allowed:
-                if request.version == "1.1":
-                    self.chunked = True
-                    extra.append(b"Transfer-Encoding: chunked\r\n")
-                else:
-                    close = True  # HTTP/1.0: the end of the body is the end of the connection
-        elif code < 200 or code == 204:
-            length = None
-        else:
+        extra = []
+        if length is not None:
             extra.append(b"Content-Length: %d\r\n" % length)
-        if not request.complete and not close:
-            unread = (request.content_length - request.received
-                      if request.content_length is not None else 0)
-            if request.expect_continue or unread > 256 * 1024:
-                close = True
+        elif kind == CHUNKED:
+            self.chunked = True
+            extra.append(b"Transfer-Encoding: chunked\r\n")
+        elif kind == CLOSE:
+            close = True
+        if not close and not request.complete and not can_drain(request):
+            close = True  # the rest of the body will not be read: the connection cannot go on
         if close:
             extra.append(b"Connection: close\r\n")
         elif request.version == "1.0":
@@ -342,15 +330,15 @@ class Exchange:
         self.close = close
         self.head_sent = conn.response_started = True
         if not body_allowed or not body:
-            if body_allowed and length is not None:
+            if kind == LENGTH:
                 self.to_send = length
             conn.send(self.headers + b"".join(extra))
             return
-        if length is not None:
-            if len(body) > length:
+        if kind == LENGTH:
+            if len(body) > length:  # type: ignore[operator]
                 body = body[:length]
                 self.close = True
-            self.to_send = length - len(body)
+            self.to_send = length - len(body)  # type: ignore[operator]
         conn.send_framed(self.headers + b"".join(extra), body, self.chunked)
         self.sent = len(body)
 

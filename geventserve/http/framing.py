@@ -1,0 +1,49 @@
+"""How a response's body is delimited (RFC 9112 6.3), decided once per response.
+
+``response_framing`` is a pure function of the response's status, the request's method and
+version, the application's Content-Length and, when the application gave its whole body at
+once, that body's length. The answer is a kind and the Content-Length to write (or None):
+
+- NO_BODY: the head is the whole response (HEAD, 1xx, 204, 304); a Content-Length may still
+  be written, saying what a GET would have carried (RFC 9110 8.6);
+- LENGTH: Content-Length bytes follow;
+- CHUNKED: Transfer-Encoding: chunked (HTTP/1.1 only);
+- CLOSE: the body ends with the connection (HTTP/1.0 with no known length).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+from .rules import status_has_no_content
+
+NO_BODY, LENGTH, CHUNKED, CLOSE = range(4)
+
+Framing = Tuple[int, Optional[int]]
+_NO_BODY: Framing = (NO_BODY, None)
+_CHUNKED: Framing = (CHUNKED, None)
+_CLOSE: Framing = (CLOSE, None)
+
+
+def response_framing(status: int, method: str, version: str, app_length: Optional[int],
+                     whole_length: Optional[int]) -> Framing:
+    """(kind, Content-Length to write or None); see the module docstring.
+
+    ``app_length``: the Content-Length the application gave, if any; ``whole_length``: the
+    length of the whole body when the application gave all of it at once, else None.
+    """
+    if status < 200 or status == 204:
+        return _NO_BODY  # RFC 9110 8.6: no Content-Length in these
+    if app_length is not None:
+        if status == 304 or method == "HEAD":
+            return (NO_BODY, app_length)
+        return (LENGTH, app_length)
+    if status_has_no_content(status):
+        return _NO_BODY
+    if method == "HEAD":
+        # An empty body given to HEAD may be an application that sends none to HEAD (Flask
+        # does so): a length of 0 would be wrong where GET sends a body.
+        return (NO_BODY, whole_length) if whole_length else _NO_BODY
+    if whole_length is not None:
+        return (LENGTH, whole_length)
+    return _CHUNKED if version == "1.1" else _CLOSE
