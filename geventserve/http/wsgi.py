@@ -1,8 +1,9 @@
 """The WSGI layer (PEP 3333): the environ, start_response, and the framing of the response.
 
-``handle(conn, request)`` runs the application for one request and sends its response, framed
-as ``framing.response_framing`` says. It returns whether the connection may carry another
-request.
+A ``WSGIHandler`` is given the application and what surrounds it (trusted proxies, hooks, the
+access log, a clock). Called with a connection and a request, it runs the application, sends
+the response (framed as ``framing.response_framing`` says) through one ``Exchange``, and returns
+what becomes of the connection, an ``Outcome``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
-from .connection import can_drain
+from .connection import Outcome, can_drain
 from .errors import ClientGone, HTTPError
 from .framing import CHUNKED, CLOSE, LENGTH, NO_BODY, response_framing
 from .hooks import HookRequest, HookResponse
 from .parser import Request
+from .proxy import TrustedProxies
 from .response import (
     CONNECTION,
     CONTENT_LENGTH,
@@ -108,8 +110,10 @@ class ErrorStream:
                 pass
 
 
-def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
-    """The PEP 3333 environ of one request."""
+def build_environ(conn: Connection, request: Request,
+                  proxies: Optional[TrustedProxies] = None) -> Dict[str, Any]:
+    """The PEP 3333 environ of one request; ``proxies``: whose forwarding headers to believe
+    when the connection's peer is one of them."""
     environ = conn.listener_environ.copy()
     environ["REMOTE_ADDR"] = conn.remote_addr
     if conn.remote_port:
@@ -144,7 +148,8 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
             continue
         environ[key] = text
     if conn.trusted_proxy:
-        conn.service.proxies.apply(environ)
+        if proxies is not None:
+            proxies.apply(environ)
         if request.script_name and request.script_name[:1] == b"/":
             environ["SCRIPT_NAME"] = request.script_name.rstrip(b"/").decode("latin-1")
     host = environ.get("HTTP_HOST")
@@ -306,8 +311,7 @@ class Exchange:
         kind, length = response_framing(self.code, request.method, request.version,
                                         self.content_length, len(body) if final else None)
         body_allowed = self.body_allowed = kind != NO_BODY
-        close = (not request.keep_alive or self.app_close or conn.broken
-                 or conn.service.stopping or not conn.service.keepalive)
+        close = not (request.keep_alive and conn.reusable) or self.app_close
         extra = []
         if length is not None:
             extra.append(b"Content-Length: %d\r\n" % length)
@@ -386,82 +390,117 @@ class Exchange:
         return True
 
 
-def handle(conn: Connection, request: Request) -> bool:
-    """Run the application for ``request``, send the response; True to keep the connection."""
-    service = conn.service
-    started = monotonic()
-    environ = build_environ(conn, request)
-    exchange = Exchange(conn, request)
-    hook_request = None
-    if service.pre_request is not None or service.post_request is not None:
-        hook_request = HookRequest(request, environ)
-        if service.pre_request is not None:
-            service.pre_request(hook_request)
-    result: Any = None
-    try:
-        result = service.app(environ, exchange.start_response)
-        if type(result) is list or type(result) is tuple:
-            # The whole body is known: one send, with a Content-Length.
-            if len(result) == 1 and type(result[0]) is bytes:
-                body = result[0]
+class WSGIHandler:
+    """Answers requests with a WSGI application: one ``Exchange`` per request, as uvicorn's
+    RequestResponseCycle."""
+
+    __slots__ = ("app", "proxies", "access", "pre_request", "post_request", "on_request_done",
+                 "clock")
+
+    def __init__(self, app: Callable[..., Any], *, proxies: Optional[TrustedProxies] = None,
+                 access: Optional[Callable[..., None]] = None,
+                 pre_request: Optional[Callable[..., None]] = None,
+                 post_request: Optional[Callable[..., None]] = None,
+                 on_request_done: Optional[Callable[[], None]] = None,
+                 clock: Callable[[], float] = monotonic) -> None:
+        self.app = app
+        #: the peers whose X-Forwarded-* headers are believed (--forwarded-allow-ips)
+        self.proxies = proxies
+        #: access(environ, status, sent, duration, headers): one access-log line
+        self.access = access
+        #: gunicorn-style hooks: pre_request(req), post_request(req, environ, resp)
+        self.pre_request = pre_request
+        self.post_request = post_request
+        #: called once each request is answered (the worker counts them)
+        self.on_request_done = on_request_done
+        self.clock = clock
+
+    def __call__(self, conn: Connection, request: Request) -> Outcome:
+        """Run the application for ``request`` and send its response."""
+        started = self.clock()
+        environ = build_environ(conn, request, self.proxies)
+        exchange = Exchange(conn, request)
+        hook_request = None
+        if self.pre_request is not None or self.post_request is not None:
+            hook_request = HookRequest(request, environ)
+            if self.pre_request is not None:
+                self.pre_request(hook_request)
+        result: Any = None
+        try:
+            result = self.app(environ, exchange.start_response)
+            if type(result) is list or type(result) is tuple:
+                # The whole body is known: one send, with a Content-Length.
+                if len(result) == 1 and type(result[0]) is bytes:
+                    body = result[0]
+                else:
+                    for item in result:
+                        if not isinstance(item, (bytes, bytearray, memoryview)):
+                            raise TypeError("the application produced a "
+                                            f"{type(item).__name__}, not bytes")
+                    body = b"".join(result)
+                if not exchange.head_sent:
+                    exchange.send_head(body, final=True)
+                else:
+                    exchange.write(body)
+                exchange.finish()
+            elif (type(result) is FileWrapper and not exchange.head_sent
+                  and exchange.send_file(result)):
+                exchange.finish()
             else:
-                for item in result:
-                    if not isinstance(item, (bytes, bytearray, memoryview)):
-                        raise TypeError(f"the application produced a {type(item).__name__}, "
-                                        "not bytes")
-                body = b"".join(result)
+                write = exchange.write
+                for chunk in result:
+                    if chunk:
+                        write(chunk)
+                        if not exchange.body_allowed:
+                            break  # HEAD, 204, 304: the head is out and no body follows
+                exchange.finish()
+        except ClientGone as exc:
+            logs.error_log.debug("%s %s: client went away: %s", request.method,
+                                 exchange.target_text(), exc)
+            exchange.close = True
+        except HTTPError as exc:
+            # A request-body error the application let through (truncated, malformed, stalled).
+            exchange.close = True
             if not exchange.head_sent:
-                exchange.send_head(body, final=True)
-            else:
-                exchange.write(body)
-            exchange.finish()
-        elif (type(result) is FileWrapper and not exchange.head_sent
-              and exchange.send_file(result)):
-            exchange.finish()
-        else:
-            write = exchange.write
-            for chunk in result:
-                if chunk:
-                    write(chunk)
-                    if not exchange.body_allowed:
-                        break  # HEAD, 204, 304: the head is out and no body follows
-            exchange.finish()
-    except ClientGone as exc:
-        logs.error_log.debug("%s %s: client went away: %s", request.method,
-                             exchange.target_text(), exc)
-        exchange.close = True
-    except HTTPError as exc:
-        # A request-body error the application let through (truncated, malformed, stalled).
-        exchange.close = True
-        if not exchange.head_sent:
-            logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
-            exchange.status = f"{exc.status} {exc.reason}"
-            _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
-    except Exception:
-        exchange.close = True
-        logs.error_log.exception("Error handling request %s %s", request.method,
-                                 exchange.target_text())
-        if not exchange.head_sent:
-            exchange.status = "500 Internal Server Error"
-            _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                exchange.close = True
-                logs.error_log.exception("Error closing the response of %s %s",
-                                         request.method, exchange.target_text())
-    service.request_done()
-    if service.access is not None:
-        service.access(environ, exchange.status, exchange.sent, monotonic() - started,
-                       exchange.app_headers)
-    if service.post_request is not None:
-        service.post_request(hook_request, environ,
-                             HookResponse(exchange.status or "", list(exchange.app_headers),
-                                          exchange.sent))
-    return not exchange.close
+                logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
+                exchange.status = f"{exc.status} {exc.reason}"
+                _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
+        except Exception:
+            exchange.close = True
+            logs.error_log.exception("Error handling request %s %s", request.method,
+                                     exchange.target_text())
+            if not exchange.head_sent:
+                exchange.status = "500 Internal Server Error"
+                _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    exchange.close = True
+                    logs.error_log.exception("Error closing the response of %s %s",
+                                             request.method, exchange.target_text())
+        if self.on_request_done is not None:
+            self.on_request_done()
+        if self.access is not None:
+            self.access(environ, exchange.status, exchange.sent, self.clock() - started,
+                        exchange.app_headers)
+        if self.post_request is not None:
+            self.post_request(hook_request, environ,
+                              HookResponse(exchange.status or "", list(exchange.app_headers),
+                                           exchange.sent))
+        return Outcome.CLOSE if exchange.close else Outcome.KEEP_ALIVE
+
+    def log_error(self, conn: Connection, error: HTTPError) -> None:
+        """Access-log an error the connection answered without the application."""
+        if self.access is None:
+            return
+        environ = dict(conn.listener_environ, REMOTE_ADDR=conn.remote_addr)
+        environ.setdefault("REQUEST_METHOD", "-")
+        environ.setdefault("RAW_URI", "-")
+        environ.setdefault("SERVER_PROTOCOL", "-")
+        self.access(environ, f"{error.status} {error.reason}", 0, 0.0, ())
 
 
 def _send_quietly(conn: Connection, data: bytes) -> None:
