@@ -77,13 +77,13 @@ class Outcome(Enum):
     CLOSE = "close"
 
 
-KEEP_ALIVE = Outcome.KEEP_ALIVE
+KEEP_ALIVE, CLOSE = Outcome.KEEP_ALIVE, Outcome.CLOSE
 
 
 class RequestHandler(Protocol):
     """Answers the requests of a connection (``wsgi.WSGIHandler``)."""
 
-    def __call__(self, conn: Connection, request: Request) -> Outcome:
+    def handle(self, conn: Connection, request: Request) -> Outcome:
         """Answer ``request`` (reading its body through ``conn.fill_body``)."""
 
     def log_error(self, conn: Connection, error: HTTPError) -> None:
@@ -175,7 +175,7 @@ class Connection:
     def _serve(self) -> None:
         parser = self.parser
         ready = parser.ready
-        handle = self.handler
+        handle = self.handler.handle
         clock = self.clock
         while True:
             while not ready:

@@ -8,7 +8,7 @@ once, that body's length. The answer is a kind and the Content-Length to write (
   be written, saying what a GET would have carried (RFC 9110 8.6);
 - LENGTH: Content-Length bytes follow;
 - CHUNKED: Transfer-Encoding: chunked (HTTP/1.1 only);
-- CLOSE: the body ends with the connection (HTTP/1.0 with no known length).
+- UNTIL_CLOSE: the body ends with the connection (HTTP/1.0 with no known length).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Optional, Tuple
 
 from .rules import status_has_no_content
 
-NO_BODY, LENGTH, CHUNKED, CLOSE = range(4)
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 
 Framing = Tuple[int, Optional[int]]
 _NO_BODY: Framing = (NO_BODY, None)
 _CHUNKED: Framing = (CHUNKED, None)
-_CLOSE: Framing = (CLOSE, None)
+_UNTIL_CLOSE: Framing = (UNTIL_CLOSE, None)
 
 
 def response_framing(status: int, method: str, version: str, app_length: Optional[int],
@@ -46,4 +46,4 @@ def response_framing(status: int, method: str, version: str, app_length: Optiona
         return (NO_BODY, whole_length) if whole_length else _NO_BODY
     if whole_length is not None:
         return (LENGTH, whole_length)
-    return _CHUNKED if version == "1.1" else _CLOSE
+    return _CHUNKED if version == "1.1" else _UNTIL_CLOSE

@@ -1,7 +1,7 @@
 """The WSGI layer (PEP 3333): the environ, start_response, and the framing of the response.
 
 A ``WSGIHandler`` is given the application and what surrounds it (trusted proxies, hooks, the
-access log, a clock). Called with a connection and a request, it runs the application, sends
+access log, a clock). Its ``handle(conn, request)`` runs the application, sends
 the response (framed as ``framing.response_framing`` says) through one ``Exchange``, and returns
 what becomes of the connection, an ``Outcome``.
 """
@@ -19,9 +19,9 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
-from .connection import Outcome, can_drain
+from .connection import CLOSE, KEEP_ALIVE, Outcome, can_drain
 from .errors import ClientGone, HTTPError
-from .framing import CHUNKED, CLOSE, LENGTH, NO_BODY, response_framing
+from .framing import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, response_framing
 from .hooks import HookRequest, HookResponse
 from .parser import Request
 from .proxy import TrustedProxies
@@ -318,7 +318,7 @@ class Exchange:
         elif kind == CHUNKED:
             self.chunked = True
             extra.append(b"Transfer-Encoding: chunked\r\n")
-        elif kind == CLOSE:
+        elif kind == UNTIL_CLOSE:
             close = True
         if not close and not request.complete and not can_drain(request):
             close = True  # the rest of the body will not be read: the connection cannot go on
@@ -415,7 +415,7 @@ class WSGIHandler:
         self.on_request_done = on_request_done
         self.clock = clock
 
-    def __call__(self, conn: Connection, request: Request) -> Outcome:
+    def handle(self, conn: Connection, request: Request) -> Outcome:
         """Run the application for ``request`` and send its response."""
         started = self.clock()
         environ = build_environ(conn, request, self.proxies)
@@ -490,7 +490,7 @@ class WSGIHandler:
             self.post_request(hook_request, environ,
                               HookResponse(exchange.status or "", list(exchange.app_headers),
                                            exchange.sent))
-        return Outcome.CLOSE if exchange.close else Outcome.KEEP_ALIVE
+        return CLOSE if exchange.close else KEEP_ALIVE
 
     def log_error(self, conn: Connection, error: HTTPError) -> None:
         """Access-log an error the connection answered without the application."""
