@@ -94,7 +94,7 @@ class ServerState:
     """What the connections of one worker share: the receive buffer, and whether the worker
     is stopping (the one thing here that changes)."""
 
-    __slots__ = ("stopping", "buffer", "view")
+    __slots__ = ("stopping", "buffer")
 
     def __init__(self, buffer_size: int = RECV_BUFFER_SIZE) -> None:
         #: set once the worker takes no new requests; read by every connection between requests
@@ -102,7 +102,6 @@ class ServerState:
         # Bytes are parsed as soon as they are received, before any other connection can run,
         # so connections never use the buffer at the same time.
         self.buffer = bytearray(buffer_size)
-        self.view = memoryview(self.buffer)
 
 
 class Connection:
@@ -279,7 +278,7 @@ class Connection:
             return False
         if deadline is None:
             self._head_deadline = self.clock() + settings.header_timeout
-        self.parser.feed(self.state.view[:received])
+        self.parser.feed(self.state.buffer, received)
         return True
 
     def _head_timed_out(self) -> bool:
@@ -303,7 +302,7 @@ class Connection:
                     self.send_error(TruncatedBody("the client closed the connection before "
                                                   "sending the whole body"))
                     return False
-                self.parser.feed(state.view[:received])
+                self.parser.feed(state.buffer, received)
                 if self.parser.error is not None and not request.complete:
                     self.send_error(self.parser.error)
                     return False
@@ -337,7 +336,7 @@ class Connection:
         if not received:
             self.broken = True
             raise TruncatedBody("the client closed the connection before sending the whole body")
-        parser.feed(self.state.view[:received])
+        parser.feed(self.state.buffer, received)
         if parser.error is not None and not request.complete:
             self.broken = True
             raise MalformedBody.from_fault(parser.error)

@@ -11,7 +11,7 @@ ends, and the characters of the request-target.
 from __future__ import annotations
 
 import re
-from typing import Optional, Set
+from typing import Optional, Set, Tuple
 
 import httptools
 
@@ -43,18 +43,15 @@ def check_version(version: str) -> None:
                                   "HTTP/1.1 and HTTP/1.0")
 
 
-def foreign_protocol(line_end: bytes) -> Optional[str]:
+def check_protocol(line: bytes, at: int) -> None:
     """RFC 9112 3: a request line ends with HTTP-version, but llhttp also accepts RTSP/x.y and
-    ICE/x.y there (and reports them as HTTP). ``line_end``: the last 8 bytes of a request line
-    before its CRLF. The protocol to refuse (with 505), or None for HTTP."""
-    if line_end.startswith(b"HTTP/"):
-        return None
-    return line_end.rpartition(b" ")[2].decode("latin-1")
-
-
-def foreign_protocol_error(protocol: str) -> HTTPError:
-    return VersionNotSupported(f"{protocol} is not HTTP; this server speaks HTTP/1.1 and "
-                               "HTTP/1.0")
+    ICE/x.y there (and reports them as HTTP): 505 for those. ``line[at:]`` begins with the
+    protocol of a request line llhttp accepted."""
+    if line.startswith(b"HTTP/", at):
+        return
+    protocol = bytes(line[at:at + 16]).partition(b"\r")[0].strip().decode("latin-1")
+    raise VersionNotSupported(f"{protocol} is not HTTP; this server speaks HTTP/1.1 and "
+                              "HTTP/1.0")
 
 
 # -- RFC 9110 9.1, 9.3.6: methods -------------------------------------------------------------
@@ -93,7 +90,8 @@ def check_method(method: str) -> None:
 # -- RFC 9112 3.2: the request-target ---------------------------------------------------------
 
 _WEB_SCHEMES = (b"http", b"https")
-_HASH = ord("#")  # a byte is looked up as an int: `b"#" in target` is several times slower
+# Bytes are looked up as ints: `b"#" in target` is several times slower.
+_HASH, _SLASH = ord("#"), ord("/")
 
 
 def check_target(method: str, target: bytes) -> None:
@@ -182,6 +180,33 @@ def expects_continue(expect: Optional[bytes], version: str) -> bool:
             raise ExpectationFailed(f"unsupported expectation {member[:64].decode('latin-1')!r}")
         expects = True
     return expects
+
+
+# -- RFC 9112 3, 6: a request head, all of the above -------------------------------------------
+
+
+def check_head(version: str, method: str, target: bytes, host_count: int,
+               host: Optional[bytes], transfer_encoding: Optional[bytes],
+               expect: Optional[bytes]) -> Tuple[bool, bool]:
+    """Every rule above for one request head llhttp accepted (the protocol aside), in order:
+    (whether the body is chunked, whether the client waits for 100 Continue). The usual head
+    (HTTP/1.1, origin-form, a Host already seen, no Transfer-Encoding, no Expect) passes
+    without another call."""
+    if version != "1.1":
+        check_version(version)
+    if method == "CONNECT":
+        check_method(method)
+    if target[0] != _SLASH or _HASH in target:  # llhttp: the target is never empty
+        check_target(method, target)
+    if host_count != 1 or host not in _VALID_HOSTS:
+        check_host(host_count, host, version)
+    if transfer_encoding is None and expect is None:
+        return _PLAIN
+    return (transfer_encoding is not None and is_chunked(transfer_encoding, version),
+            expect is not None and expects_continue(expect, version))
+
+
+_PLAIN = (False, False)
 
 
 # -- RFC 9110 6.4.1, RFC 9112 6.3: responses without content ----------------------------------
