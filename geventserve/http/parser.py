@@ -197,7 +197,7 @@ class RequestParser:
             view = self._buffer_view = memoryview(data)
             self._buffer = data
         if self._method_line is not None:
-            self._refuse_method(data[:size])
+            self._refuse_method(data[:min(size, self._line_limit + 1)])
             return
         request = self._request
         body_before = request.received if request is not None and not self._in_head else -1

@@ -2,6 +2,7 @@
 two at every byte, and pipelined behind a request with a body (in one read and byte by byte),
 and must give its ONE expected outcome each way: the requests produced, or the error status."""
 
+import random
 from dataclasses import replace
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -191,6 +192,16 @@ def test_case_split_in_two_anywhere(name):
     data, expected = CASES[name]
     for i in range(1, len(data)):
         assert outcome([data[:i], data[i:]]) == expected, f"split at {i}: {data[:i]!r}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_case_in_random_pieces(name):
+    data, expected = CASES[name]
+    chance = random.Random(name)
+    for _ in range(20):
+        cuts = sorted(chance.sample(range(1, len(data)), min(len(data) - 1, chance.randint(2, 9))))
+        reads = [data[i:j] for i, j in zip([0] + cuts, cuts + [len(data)])]
+        assert outcome(reads) == expected, [len(r) for r in reads]
 
 
 @pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
