@@ -249,37 +249,65 @@ class Connection:
         return True
 
     def _receive_head(self) -> bool:
-        """Receive more of the next request head; False when the connection should end."""
+        """Receive more of the next request head; False when the connection should end.
+
+        A deadline never discards a request whose bytes have already arrived: they may be
+        there unread when it passes (another request held the event loop meanwhile), and
+        are taken then. A worker that stops waits for no new request, but answers one that
+        is already here (with Connection: close).
+        """
         settings = self.settings
         deadline = self._head_deadline
         if deadline is None:
             if self.state.stopping:
-                return False
-            self._arm(settings.keepalive)
-            self.idle = True
+                received = self._receive_now()
+            else:
+                self.idle = True
+                received = self._receive_within(settings.keepalive, wait_first=True)
         else:
             remaining = deadline - self.clock()
-            if remaining <= 0:
+            received = (self._receive_within(remaining) if remaining > 0
+                        else self._receive_now())
+            if received is None:
                 return self._head_timed_out()
-            self._arm(remaining)
-        try:
-            if deadline is None and self.wait_readable is not None:
-                # Between keep-alive requests, go through the event loop even if the next
-                # request is already here: otherwise a fast client keeps this connection
-                # served while the others wait (and it saves a recv that would fail).
-                self.wait_readable(self.sock)
-            received = self.sock.recv_into(self.state.buffer)
-        except _socket_timeout:
-            return self._head_timed_out() if deadline is not None else False
-        finally:
-            self.idle = False
-            self.deadline = 0.0
         if not received:
             return False
         if deadline is None:
             self._head_deadline = self.clock() + settings.header_timeout
         self.parser.feed(self.state.buffer, received)
         return True
+
+    def _receive_within(self, seconds: float, wait_first: bool = False) -> Optional[int]:
+        """Receive within ``seconds``: how many bytes (0 at the client's close), or None when
+        the deadline passed with nothing there, not even bytes that came before it."""
+        self._arm(seconds)
+        try:
+            if wait_first and self.wait_readable is not None:
+                # Between keep-alive requests, go through the event loop even if the next
+                # request is already here: otherwise a fast client keeps this connection
+                # served while the others wait (and it saves a recv that would fail).
+                self.wait_readable(self.sock)
+            return self.sock.recv_into(self.state.buffer)
+        except _socket_timeout:
+            pass
+        finally:
+            self.idle = False
+            self.deadline = 0.0
+        return self._receive_now()
+
+    def _receive_now(self) -> Optional[int]:
+        """Receive what is already there, without waiting: how many bytes (0 at the client's
+        close or a failure), None when nothing is there (over TLS: no whole record)."""
+        self._set_socket_timeout(0.0)
+        try:
+            return self.sock.recv_into(self.state.buffer)
+        except (BlockingIOError, _socket_timeout, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError:
+            return 0
+        finally:
+            if self.settings.sweeps_deadlines:
+                self._set_socket_timeout(None)  # otherwise the next wait sets its own
 
     def _head_timed_out(self) -> bool:
         if self.parser.in_head:
@@ -289,30 +317,24 @@ class Connection:
 
     def _peek_body(self, request: Request) -> bool:
         """Take in the body bytes already there; answer 400 if the client has already gone."""
-        state = self.state
-        self._set_socket_timeout(0.0)
-        try:
-            while not request.complete and len(request.body) < PEEK_LIMIT:
-                try:
-                    received = self.sock.recv_into(state.buffer)
-                except (BlockingIOError, _socket_timeout, ssl.SSLWantReadError,
-                        ssl.SSLWantWriteError):
-                    return True  # nothing more yet (over TLS: no complete record yet)
-                if not received:
-                    self.send_error(TruncatedBody("the client closed the connection before "
-                                                  "sending the whole body"))
-                    return False
-                self.parser.feed(state.buffer, received)
-                if self.parser.error is not None and not request.complete:
-                    self.send_error(self.parser.error)
-                    return False
-        finally:
-            settings = self.settings
-            self._set_socket_timeout(None if settings.sweeps_deadlines else settings.body_timeout)
+        parser = self.parser
+        while not request.complete and len(request.body) < PEEK_LIMIT:
+            received = self._receive_now()
+            if received is None:
+                return True  # nothing more yet
+            if not received:
+                self.send_error(TruncatedBody("the client closed the connection before "
+                                              "sending the whole body"))
+                return False
+            parser.feed(self.state.buffer, received)
+            if parser.error is not None and not request.complete:
+                self.send_error(parser.error)
+                return False
         return True
 
     def fill_body(self, request: Request) -> None:
-        """Receive more of ``request``'s body (for wsgi.input), or raise a BodyError."""
+        """Receive more of ``request``'s body (for wsgi.input), or raise a BodyError. Bytes
+        that came before the deadline are taken even if it has passed."""
         parser = self.parser
         if parser.error is not None:
             self.broken = True
@@ -322,17 +344,14 @@ class Connection:
             if not self.response_started and not request.received:
                 self.send(CONTINUE)
         timeout = self.settings.body_timeout
-        self._arm(timeout)
         try:
-            received = self.sock.recv_into(self.state.buffer)
-        except _socket_timeout:
-            self.broken = True
-            raise BodyTimeout(f"the request body stalled for {timeout:g} seconds") from None
+            received = self._receive_within(timeout)
         except OSError as exc:
             self.broken = True
             raise TruncatedBody(f"the connection failed while receiving the body: {exc}") from None
-        finally:
-            self.deadline = 0.0
+        if received is None:
+            self.broken = True
+            raise BodyTimeout(f"the request body stalled for {timeout:g} seconds")
         if not received:
             self.broken = True
             raise TruncatedBody("the client closed the connection before sending the whole body")
