@@ -66,7 +66,7 @@ class Peer:
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ")[1])
         headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:]]
-        length = int(dict((k.lower(), v) for k, v in headers).get("content-length", "0"))
+        length = int(header(headers, "content-length") or 0)
         while len(self.buffer) < length:
             assert self._fill(), "closed within a body"
         body, self.buffer = self.buffer[:length], self.buffer[length:]
@@ -206,9 +206,9 @@ def test_stalled_body_ends_with_408(served):
 def test_body_moving_slowly_is_not_stalled(served):
     served.peer.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nab")
     for part in (b"cd", b"ef"):
-        received = served.conn.request.received if served.conn.request else 0
-        served.until(lambda: served.conn.request is not None and served.conn.deadline
-                     and served.conn.request.received > received)
+        before = served.conn.request.received if served.conn.request else 0
+        served.until(lambda before=before: served.conn.request is not None
+                     and served.conn.deadline and served.conn.request.received > before)
         served.expire(BODY_TIMEOUT - 1)  # each wait under the stall limit
         served.peer.send(part)
     assert served.peer.response()[2] == b"abcdef"
