@@ -258,42 +258,35 @@ class Connection:
         """
         settings = self.settings
         deadline = self._head_deadline
-        if deadline is None:
-            if self.state.stopping:
-                received = self._receive_now()
-            else:
-                self.idle = True
-                received = self._receive_within(settings.keepalive, wait_first=True)
+        if deadline is not None:
+            wait = deadline - self.clock()
         else:
-            remaining = deadline - self.clock()
-            received = (self._receive_within(remaining) if remaining > 0
-                        else self._receive_now())
-            if received is None:
-                return self._head_timed_out()
-        if not received:
-            return False
-        if deadline is None:
-            self._head_deadline = self.clock() + settings.header_timeout
-        self.parser.feed(self.state.buffer, received)
-        return True
-
-    def _receive_within(self, seconds: float, wait_first: bool = False) -> Optional[int]:
-        """Receive within ``seconds``: how many bytes (0 at the client's close), or None when
-        the deadline passed with nothing there, not even bytes that came before it."""
-        self._arm(seconds)
-        try:
-            if wait_first and self.wait_readable is not None:
-                # Between keep-alive requests, go through the event loop even if the next
-                # request is already here: otherwise a fast client keeps this connection
-                # served while the others wait (and it saves a recv that would fail).
-                self.wait_readable(self.sock)
-            return self.sock.recv_into(self.state.buffer)
-        except _socket_timeout:
-            pass
-        finally:
-            self.idle = False
-            self.deadline = 0.0
-        return self._receive_now()
+            wait = 0.0 if self.state.stopping else settings.keepalive
+        if wait > 0:
+            self._arm(wait)
+            self.idle = deadline is None
+            try:
+                if deadline is None and self.wait_readable is not None:
+                    # Between keep-alive requests, go through the event loop even if the next
+                    # request is already here: otherwise a fast client keeps this connection
+                    # served while the others wait (and it saves a recv that would fail).
+                    self.wait_readable(self.sock)
+                received = self.sock.recv_into(self.state.buffer)
+            except _socket_timeout:
+                received = self._receive_now()
+            finally:
+                self.idle = False
+                self.deadline = 0.0
+        else:
+            received = self._receive_now()
+        if received:
+            if deadline is None:
+                self._head_deadline = self.clock() + settings.header_timeout
+            self.parser.feed(self.state.buffer, received)
+            return True
+        if received is None and deadline is not None:
+            return self._head_timed_out()
+        return False
 
     def _receive_now(self) -> Optional[int]:
         """Receive what is already there, without waiting: how many bytes (0 at the client's
@@ -344,11 +337,16 @@ class Connection:
             if not self.response_started and not request.received:
                 self.send(CONTINUE)
         timeout = self.settings.body_timeout
+        self._arm(timeout)
         try:
-            received = self._receive_within(timeout)
+            received = self.sock.recv_into(self.state.buffer)
+        except _socket_timeout:
+            received = self._receive_now()
         except OSError as exc:
             self.broken = True
             raise TruncatedBody(f"the connection failed while receiving the body: {exc}") from None
+        finally:
+            self.deadline = 0.0
         if received is None:
             self.broken = True
             raise BodyTimeout(f"the request body stalled for {timeout:g} seconds")
