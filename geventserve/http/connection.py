@@ -69,7 +69,12 @@ def can_drain(request: Request) -> bool:
 
 
 class Outcome(Enum):
-    """What becomes of the connection once a request is answered (the handler says)."""
+    """What becomes of the connection once a request is answered (the handler says).
+
+    KEEP_ALIVE is carried out by Connection._serve, every other outcome by Connection._end: a
+    new one (the application taking the socket over, which the connection then neither
+    reuses nor lingers on) is a member here and a branch there.
+    """
 
     #: read the next request
     KEEP_ALIVE = "keep-alive"
@@ -118,10 +123,7 @@ class Connection:
                  wait_readable: Optional[Callable[[Any], None]] = None,
                  clock: Callable[[], float] = monotonic) -> None:
         self.sock = sock
-        self.settings = settings
-        self.handler = handler
-        self.state = state
-        self.clock = clock
+        self.settings, self.handler, self.state, self.clock = settings, handler, state, clock
         #: waits, through the event loop, until the socket is readable (gevent worker)
         self.wait_readable = wait_readable
         self.tls = False  # the socket is wrapped in TLS (no MSG_MORE, no sendfile)
@@ -198,7 +200,7 @@ class Connection:
             outcome = handle(self, request)
             self.request = None
             if outcome is not KEEP_ALIVE:
-                self._closing(request)
+                self._end(outcome, request)
                 return
             if not request.complete and not self._drain(request):
                 self.broken = True  # body bytes may still come: linger before closing
@@ -208,9 +210,10 @@ class Connection:
             else:
                 self._head_deadline = None
 
-    def _closing(self, request: Request) -> None:
-        """After an answer that ends the connection: linger in close() if the client may still
-        be sending (the rest of the body, pipelined requests), or a reset may eat the answer."""
+    def _end(self, outcome: Outcome, request: Request) -> None:
+        """The connection carries no more requests after ``request``'s answer. CLOSE: close()
+        closes it, lingering first if the client may still be sending (the rest of the body,
+        pipelined requests), or a reset may eat the answer."""
         parser = self.parser
         if (not request.complete or parser.ready or parser.in_head
                 or parser.input_ignored):

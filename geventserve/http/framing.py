@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from .rules import status_has_no_content
+from .rules import NO_CONTENT_STATUSES, NO_LENGTH_STATUSES
 
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = range(4)
 
@@ -32,18 +32,18 @@ def response_framing(status: int, method: str, version: str, app_length: Optiona
     ``app_length``: the Content-Length the application gave, if any; ``whole_length``: the
     length of the whole body when the application gave all of it at once, else None.
     """
-    if status < 200 or status == 204:
-        return _NO_BODY  # RFC 9110 8.6: no Content-Length in these
-    if app_length is not None:
-        if status == 304 or method == "HEAD":
+    if status in NO_CONTENT_STATUSES or method == "HEAD":
+        if status in NO_LENGTH_STATUSES:
+            return _NO_BODY
+        if app_length is not None:
             return (NO_BODY, app_length)
-        return (LENGTH, app_length)
-    if status_has_no_content(status):
+        # The whole body given to HEAD says what GET sends; not an empty one, which may be an
+        # application that sends none to HEAD (Flask does so): GET would send a body.
+        if whole_length and status not in NO_CONTENT_STATUSES:
+            return (NO_BODY, whole_length)
         return _NO_BODY
-    if method == "HEAD":
-        # An empty body given to HEAD may be an application that sends none to HEAD (Flask
-        # does so): a length of 0 would be wrong where GET sends a body.
-        return (NO_BODY, whole_length) if whole_length else _NO_BODY
+    if app_length is not None:
+        return (LENGTH, app_length)
     if whole_length is not None:
         return (LENGTH, whole_length)
     return _CHUNKED if version == "1.1" else _UNTIL_CLOSE

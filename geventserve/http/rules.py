@@ -209,9 +209,9 @@ def check_head(version: str, method: str, target: bytes, host_count: int,
 _PLAIN = (False, False)
 
 
-# -- RFC 9110 6.4.1, RFC 9112 6.3: responses without content ----------------------------------
+# -- RFC 9110 6.4.1, 8.6, RFC 9112 6.3: responses without content -------------------------------
 
-
-def status_has_no_content(status: int) -> bool:
-    """1xx, 204 (No Content) and 304 (Not Modified) responses end with their head."""
-    return status < 200 or status == 204 or status == 304
+#: 1xx, 204 (No Content) and 304 (Not Modified) responses end with their head,
+NO_CONTENT_STATUSES = frozenset(range(100, 200)) | {204, 304}
+#: and all but 304 never carry a Content-Length (a 304's says what a GET would get)
+NO_LENGTH_STATUSES = NO_CONTENT_STATUSES - {304}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
@@ -390,30 +391,22 @@ class Exchange:
         return True
 
 
+@dataclass
 class WSGIHandler:
     """Answers requests with a WSGI application: one ``Exchange`` per request, as uvicorn's
     RequestResponseCycle."""
 
-    __slots__ = ("app", "proxies", "access", "pre_request", "post_request", "on_request_done",
-                 "clock")
-
-    def __init__(self, app: Callable[..., Any], *, proxies: Optional[TrustedProxies] = None,
-                 access: Optional[Callable[..., None]] = None,
-                 pre_request: Optional[Callable[..., None]] = None,
-                 post_request: Optional[Callable[..., None]] = None,
-                 on_request_done: Optional[Callable[[], None]] = None,
-                 clock: Callable[[], float] = monotonic) -> None:
-        self.app = app
-        #: the peers whose X-Forwarded-* headers are believed (--forwarded-allow-ips)
-        self.proxies = proxies
-        #: access(environ, status, sent, duration, headers): one access-log line
-        self.access = access
-        #: gunicorn-style hooks: pre_request(req), post_request(req, environ, resp)
-        self.pre_request = pre_request
-        self.post_request = post_request
-        #: called once each request is answered (the worker counts them)
-        self.on_request_done = on_request_done
-        self.clock = clock
+    app: Callable[..., Any]
+    #: the peers whose X-Forwarded-* headers are believed (--forwarded-allow-ips)
+    proxies: Optional[TrustedProxies] = None
+    #: access(environ, status, sent, duration, headers): one access-log line
+    access: Optional[Callable[..., None]] = None
+    #: gunicorn-style hooks: pre_request(req), post_request(req, environ, resp)
+    pre_request: Optional[Callable[..., None]] = None
+    post_request: Optional[Callable[..., None]] = None
+    #: called once each request is answered (the worker counts them)
+    on_request_done: Optional[Callable[[], None]] = None
+    clock: Callable[[], float] = monotonic
 
     def handle(self, conn: Connection, request: Request) -> Outcome:
         """Run the application for ``request`` and send its response."""

@@ -3,7 +3,7 @@
 import pytest
 
 from geventserve.http.framing import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, response_framing
-from geventserve.http.rules import status_has_no_content
+from geventserve.http.rules import NO_CONTENT_STATUSES, NO_LENGTH_STATUSES
 
 STREAMED = None  # the application streams: the length of the whole body is not known
 
@@ -42,8 +42,10 @@ def test_response_framing(given, framing):
     assert response_framing(*given) == framing
 
 
-@pytest.mark.parametrize("status, no_content", [
-    (100, True), (103, True), (199, True), (200, False), (201, False), (204, True),
-    (206, False), (301, False), (304, True), (400, False), (500, False)])
-def test_statuses_without_content(status, no_content):
-    assert status_has_no_content(status) is no_content
+@pytest.mark.parametrize("status, no_content, no_length", [
+    (100, True, True), (103, True, True), (199, True, True), (200, False, False),
+    (201, False, False), (204, True, True), (206, False, False), (301, False, False),
+    (304, True, False), (400, False, False), (500, False, False)])
+def test_statuses_without_content(status, no_content, no_length):
+    assert (status in NO_CONTENT_STATUSES) is no_content
+    assert (status in NO_LENGTH_STATUSES) is no_length
