@@ -113,9 +113,9 @@ class RequestParser:
     """Feeds bytes to llhttp; see the module docstring for what comes out."""
 
     __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit",
-                 "_field_size_limit", "_head_limit", "_request", "_in_head", "_head_bytes",
+                 "_field_size_limit", "_head_limit", "_request", "in_head", "_head_bytes",
                  "_url_parts", "_url_budget", "_fields", "_hosts", "_te", "_cl", "_expect",
-                 "_stopped", "_data", "_size", "_phase", "_next_at", "_head_at",
+                 "_stopped", "stopped", "_data", "_size", "_phase", "_next_at", "_head_at",
                  "_end_at", "_last", "_line_end", "_head_first", "_tail", "_method_line",
                  "_buffer", "_buffer_view", "_bodiless_bytes", "_trailers", "input_ignored")
 
@@ -131,7 +131,8 @@ class RequestParser:
         # Bytes a head may take: the request line, every field at its largest, their CRLFs.
         self._head_limit = line_limit + fields_limit * (field_size_limit + 2) + 4
         self._request: Optional[Request] = None  # the request being parsed
-        self._in_head = False
+        #: part of a request head has arrived, but not all of it
+        self.in_head = False
         self._head_bytes = 0
         self._url_parts: List[bytes] = []
         self._url_budget = 0
@@ -141,6 +142,8 @@ class RequestParser:
         self._cl: Optional[bytes] = None
         self._expect: Optional[bytes] = None
         self._stopped = False  # a request that ends the connection was parsed
+        #: no more requests will come out of this parser (that, or a fault)
+        self.stopped = False
         # Bytes came after a request that ends the connection, and were dropped: more may be
         # on their way, so the connection should not be closed abruptly.
         self.input_ignored = False
@@ -166,25 +169,15 @@ class RequestParser:
         self._buffer_view: Optional[memoryview] = None
 
     @property
-    def in_head(self) -> bool:
-        """Part of a request head has arrived, but not all of it."""
-        return self._in_head
-
-    @property
     def method(self) -> str:
         """The method of the request being parsed ("" before it is known)."""
         request = self._request
         return "" if request is None else request.method
 
-    @property
-    def stopped(self) -> bool:
-        """No more requests will come out of this parser (fault, close or upgrade)."""
-        return self._stopped or self.error is not None
-
     def feed(self, data: Union[bytes, bytearray], size: Optional[int] = None) -> None:
         """Parse ``data``, or its first ``size`` bytes (a receive buffer the caller reuses and
         never resizes): complete heads go to ``ready``, body bytes to their request."""
-        if self._stopped or self.error is not None:
+        if self.stopped:
             if (len(data) if size is None else size) and self.error is None:
                 self.input_ignored = True
             return
@@ -200,7 +193,7 @@ class RequestParser:
             self._refuse_method(data[:min(size, self._line_limit + 1)])
             return
         request = self._request
-        body_before = request.received if request is not None and not self._in_head else -1
+        body_before = request.received if request is not None and not self.in_head else -1
         self._data = data
         self._size = size
         feed_data = self._parser.feed_data
@@ -273,7 +266,7 @@ class RequestParser:
                 self.input_ignored = True  # bytes after a request that ends the connection
             else:
                 self._fail(_llhttp_error(str(exc), self._request is not None
-                                         and not self._in_head))
+                                         and not self.in_head))
         else:
             raise exc
         return -1
@@ -413,7 +406,7 @@ class RequestParser:
 
     def on_message_begin(self) -> None:
         self._request = Request()
-        self._in_head = True
+        self.in_head = True
         self._phase = _HEAD
         at = self._next_at
         if at == _UNRESOLVED:  # a message follows another in this read (pipelining)
@@ -438,7 +431,7 @@ class RequestParser:
         self._url_parts.append(part)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:  # a trailer field after a chunked body: checked, not passed on
+        if not self.in_head:  # a trailer field after a chunked body: checked, not passed on
             self._trailers += 1
             if (self._trailers > self._fields_limit
                     or len(name) + len(value) + 2 > self._field_size_limit):
@@ -480,7 +473,7 @@ class RequestParser:
     def on_headers_complete(self) -> None:
         request = self._request
         assert request is not None
-        self._in_head = False
+        self.in_head = False
         self._head_bytes = self._bodiless_bytes = self._trailers = 0
         parser = self._parser
         version = parser.get_http_version()
@@ -532,12 +525,13 @@ class RequestParser:
         self._phase = _BOUNDARY
         self._next_at = self._end_at
         if not request.keep_alive:
-            self._stopped = True
+            self._stopped = self.stopped = True
 
     # -- faults -----------------------------------------------------------------------------
 
     def _fail(self, error: HTTPError) -> None:
         self.error = error
+        self.stopped = True
 
     def _refuse_method(self, more: Union[bytes, bytearray]) -> None:
         """llhttp refused the method: answer once the method token has ended (see

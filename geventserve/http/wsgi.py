@@ -410,7 +410,6 @@ class WSGIHandler:
 
     def handle(self, conn: Connection, request: Request) -> Outcome:
         """Run the application for ``request`` and send its response."""
-        started = self.clock()
         environ = build_environ(conn, request, self.proxies)
         exchange = Exchange(conn, request)
         hook_request = None
@@ -477,7 +476,8 @@ class WSGIHandler:
         if self.on_request_done is not None:
             self.on_request_done()
         if self.access is not None:
-            self.access(environ, exchange.status, exchange.sent, self.clock() - started,
+            self.access(environ, exchange.status, exchange.sent,
+                        self.clock() - conn.request_started,
                         exchange.app_headers)
         if self.post_request is not None:
             self.post_request(hook_request, environ,
