@@ -90,15 +90,18 @@ def test_keepalive_zero_closes_every_connection():
 
 # -- pipelining ---------------------------------------------------------------------------
 
+PIPELINED = (b"GET /sleep?0.3 HTTP/1.1\r\nHost: a\r\n\r\n"
+             b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nfirst"
+             b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n"
+             b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"6\r\nsecond\r\n0\r\n\r\n"
+             b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
+             b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+
+
 def test_pipelined_responses_come_in_request_order(gevent_server):
     with Client(gevent_server.port) as client:
-        client.send(b"GET /sleep?0.3 HTTP/1.1\r\nHost: a\r\n\r\n"
-                    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nfirst"
-                    b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n"
-                    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    b"6\r\nsecond\r\n0\r\n\r\n"
-                    b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
-                    b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        client.send(PIPELINED)
         assert client.read_response().body == b"slept"
         assert client.read_response().body == b"first"
         assert client.read_response().body.isdigit()

@@ -1,5 +1,6 @@
 """Slow and idle clients: head deadline, keep-alive idle timeout, body stall timeout."""
 
+import signal
 import time
 
 import pytest
@@ -109,3 +110,28 @@ def test_default_head_deadline_is_not_short():
 def gevent_short_server():
     with Server(["-k", "gevent", "-w", "1"] + TIMEOUTS) as srv:
         yield srv
+
+
+@pytest.mark.parametrize("how", ["term", "keep-alive"])
+def test_request_that_arrives_while_the_loop_is_blocked_is_answered(how):
+    """A request that arrives on an idle connection while another request holds the event loop
+    is there when the loop resumes, past the idle deadline: it is answered, not reset (with
+    Connection: close when the worker is stopping). The idle deadline is 1 s from the TERM (the
+    graceful stop's grace for idle connections), or --keep-alive 1."""
+    args = ["-k", "gevent", "-w", "1", "--graceful-timeout", "10"]
+    if how == "keep-alive":
+        args += ["--keep-alive", "1"]
+    with Server(args) as srv, Client(srv.port) as blocker, Client(srv.port) as idle:
+        for client in (blocker, idle):
+            client.request("GET", "/")
+            assert client.read_response().status == 200
+        if how == "term":
+            srv.signal(signal.SIGTERM)
+        time.sleep(0.6)
+        blocker.request("GET", "/spin?1")  # holds the event loop for 1 s
+        time.sleep(0.3)
+        idle.request("GET", "/")  # arrives before the idle deadline, read after it
+        assert blocker.read_response().body == b"spun"
+        response = idle.read_response()
+        assert response.status == 200 and response.body == b"hello"
+        assert response.header("connection") == ("close" if how == "term" else None)

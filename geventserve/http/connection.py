@@ -1,4 +1,8 @@
-"""One client connection: read request heads, hand each request to the WSGI layer, keep alive.
+"""One client connection: read request heads, hand each request to its handler, keep alive.
+
+A connection is given what it uses: the worker's frozen ``HTTPSettings``, the request handler
+(the WSGI layer), the ``ServerState`` its worker's connections share, and a clock. The handler
+answers each request and says what becomes of the connection (an ``Outcome``).
 
 The same code serves the gevent worker (a greenlet per connection, cooperative sockets) and the
 sync worker (blocking sockets). Every wait has a deadline, kept in ``Connection.deadline``: the
@@ -14,23 +18,35 @@ import os
 import select
 import socket
 import ssl
+from enum import Enum
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Protocol
 
 from .. import logs
-from .errors import BadRequest, BodyTimeout, HTTPError, MalformedBody, RequestTimeout, TruncatedBody
+from .errors import (
+    BadRequest,
+    BodyTimeout,
+    ClientGone,
+    HTTPError,
+    MalformedBody,
+    RequestTimeout,
+    TruncatedBody,
+)
 from .parser import Request, RequestParser
 from .response import CONTINUE, error_response
+from .settings import HTTPSettings
 
-if TYPE_CHECKING:
-    from .service import Service
-
-# An unread body is read and dropped, up to this many bytes, so the connection can be reused.
-DRAIN_LIMIT = 256 * 1024
+# One receive buffer per worker (see ServerState).
+RECV_BUFFER_SIZE = 64 * 1024
+# An unread request body is read and dropped, up to this many bytes, so that the connection can
+# carry the next request; a longer one closes it.
+UNREAD_BODY_LIMIT = 256 * 1024
 # Body bytes read ahead, before the application runs, to notice a body cut short.
 PEEK_LIMIT = 64 * 1024
 # A body up to this size is copied into one buffer with its head; a larger one is sent as is.
 COPY_LIMIT = 16 * 1024
+# Without sendfile (over TLS), a file is read and sent in parts of this size.
+FILE_COPY_SIZE = 256 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 # After an error response (or an unread body), how long client input is read and dropped before
 # the close; it stops sooner at the client's close, or once it is quiet for LINGER_QUIET seconds
@@ -43,30 +59,82 @@ LINGER_LAST_READS = 16
 _socket_timeout = socket.timeout
 
 
-class ClientGone(Exception):
-    """Sending to the client failed: it closed the connection or stopped reading."""
+def can_drain(request: Request) -> bool:
+    """Whether the unread rest of ``request``'s body will be read and dropped so that the
+    connection can carry the next request: not when the client waits for 100 Continue (it
+    might never send the body), nor when more than UNREAD_BODY_LIMIT bytes are known to remain."""
+    return not request.expect_continue and (
+        request.content_length is None
+        or request.content_length - request.received <= UNREAD_BODY_LIMIT)
+
+
+class Outcome(Enum):
+    """What becomes of the connection once a request is answered (the handler says).
+
+    KEEP_ALIVE is carried out by Connection._serve, every other outcome by Connection._end: a
+    new one (the application taking the socket over, which the connection then neither
+    reuses nor lingers on) is a member here and a branch there.
+    """
+
+    #: read the next request
+    KEEP_ALIVE = "keep-alive"
+    #: close it, after lingering if the client may still be sending
+    CLOSE = "close"
+
+
+KEEP_ALIVE, CLOSE = Outcome.KEEP_ALIVE, Outcome.CLOSE
+
+
+class RequestHandler(Protocol):
+    """Answers the requests of a connection (``wsgi.WSGIHandler``)."""
+
+    def handle(self, conn: Connection, request: Request) -> Outcome:
+        """Answer ``request`` (reading its body through ``conn.fill_body``)."""
+
+    def log_error(self, conn: Connection, error: HTTPError) -> None:
+        """Note an error the connection answered by itself (the access log)."""
+
+
+class ServerState:
+    """What the connections of one worker share: the receive buffer, and whether the worker
+    is stopping (the one thing here that changes)."""
+
+    __slots__ = ("stopping", "buffer")
+
+    def __init__(self, buffer_size: int = RECV_BUFFER_SIZE) -> None:
+        #: set once the worker takes no new requests; read by every connection between requests
+        self.stopping = False
+        # Bytes are parsed as soon as they are received, before any other connection can run,
+        # so connections never use the buffer at the same time.
+        self.buffer = bytearray(buffer_size)
 
 
 class Connection:
     """Serves the requests of one client connection, in order (pipelined ones included)."""
 
-    __slots__ = ("service", "sock", "tls", "parser", "listener_environ", "remote_addr",
-                 "remote_port", "trusted_proxy", "idle", "broken",
-                 "response_started", "request", "request_started", "deadline", "task", "_timeout",
-                 "_head_deadline")
+    __slots__ = ("sock", "settings", "handler", "state", "clock", "wait_readable", "tls",
+                 "parser", "listener_environ", "remote_addr", "remote_port", "trusted_proxy",
+                 "idle", "broken", "response_started", "request", "request_started", "deadline",
+                 "task", "_timeout", "_head_deadline")
 
-    def __init__(self, service: Service, sock: socket.socket, listener_environ: Dict[str, Any],
-                 remote_addr: str, remote_port: str) -> None:
-        self.service = service
+    def __init__(self, sock: socket.socket, settings: HTTPSettings, handler: RequestHandler,
+                 state: ServerState, *, listener_environ: Dict[str, Any], remote_addr: str = "",
+                 remote_port: str = "", trusted_proxy: bool = False,
+                 wait_readable: Optional[Callable[[Any], None]] = None,
+                 clock: Callable[[], float] = monotonic) -> None:
         self.sock = sock
+        self.settings, self.handler, self.state, self.clock = settings, handler, state, clock
+        #: waits, through the event loop, until the socket is readable (gevent worker)
+        self.wait_readable = wait_readable
         self.tls = False  # the socket is wrapped in TLS (no MSG_MORE, no sendfile)
-        self.parser = RequestParser(*service.parser_limits)
+        self.parser = RequestParser(settings.line_limit, settings.fields_limit,
+                                    settings.field_size_limit)
         #: environ keys common to every request on this listener (shared, never modified)
         self.listener_environ = listener_environ
         self.remote_addr = remote_addr  # "" for a unix socket peer
         self.remote_port = remote_port
         #: the peer may set X-Forwarded-For / -Proto (--forwarded-allow-ips)
-        self.trusted_proxy = False
+        self.trusted_proxy = trusted_proxy
         #: waiting for the next request with nothing received (a graceful stop closes these)
         self.idle = False
         #: a framing error was seen: the connection must not be reused
@@ -81,7 +149,13 @@ class Connection:
         #: what the gevent worker interrupts when the deadline passes (its greenlet)
         self.task: Any = None
         self._timeout: Optional[float] = None
-        self._head_deadline: Optional[float] = monotonic() + service.header_timeout
+        self._head_deadline: Optional[float] = clock() + settings.header_timeout
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the connection may carry a request after the current one, as far as the
+        server is concerned: keep-alive is on, the worker is not stopping, no framing error."""
+        return not self.broken and self.settings.keepalive > 0 and not self.state.stopping
 
     # -- the request loop -------------------------------------------------------------------
 
@@ -100,10 +174,10 @@ class Connection:
             self.close()
 
     def _serve(self) -> None:
-        service = self.service
         parser = self.parser
         ready = parser.ready
-        handle = service.handle_request
+        handle = self.handler.handle
+        clock = self.clock
         while True:
             while not ready:
                 if parser.stopped:
@@ -121,27 +195,36 @@ class Connection:
                 if not request.expect_continue and not self._peek_body(request):
                     return
             self.request = request
-            self.request_started = monotonic()
+            self.request_started = clock()
             self.response_started = False
-            keep_alive = handle(self, request)
+            outcome = handle(self, request)
             self.request = None
-            if not request.complete and (not keep_alive or not self._drain(request)):
+            if outcome is not KEEP_ALIVE:
+                self._end(outcome, request)
+                return
+            if not request.complete and not self._drain(request):
                 self.broken = True  # body bytes may still come: linger before closing
                 return
-            if not keep_alive:
-                if ready or parser.in_head or parser.input_ignored:
-                    self.broken = True  # more came: linger, or a reset may eat the answer
-                return
             if ready or parser.in_head:
-                self._head_deadline = monotonic() + service.header_timeout
+                self._head_deadline = clock() + self.settings.header_timeout
             else:
                 self._head_deadline = None
+
+    def _end(self, outcome: Outcome, request: Request) -> None:
+        """The connection carries no more requests after ``request``'s answer. CLOSE: close()
+        closes it, lingering first if the client may still be sending (the rest of the body,
+        pipelined requests), or a reset may eat the answer."""
+        parser = self.parser
+        if (not request.complete or parser.ready or parser.in_head
+                or parser.input_ignored):
+            self.broken = True
 
     def _start_tls(self, context: Any) -> bool:
         """The TLS handshake, under the head deadline so that a silent client cannot hold on."""
         from ..tls import TLS_RECORD_HANDSHAKE
 
-        self._arm(self.service.header_timeout)
+        header_timeout = self.settings.header_timeout
+        self._arm(header_timeout)
         try:
             first = self.sock.recv(1, socket.MSG_PEEK)
             if not first:
@@ -152,11 +235,11 @@ class Connection:
                                                         "HTTP")))
                     self.broken = True
                 return False
-            self._arm(self.service.header_timeout)
+            self._arm(header_timeout)
             self.sock = context.wrap_socket(self.sock, server_side=True,
                                             do_handshake_on_connect=False)
             self.tls = True
-            self._arm(self.service.header_timeout)
+            self._arm(header_timeout)
             self.sock.do_handshake()
         except _socket_timeout:
             logs.error_log.debug("TLS handshake timed out")
@@ -169,108 +252,122 @@ class Connection:
         return True
 
     def _receive_head(self) -> bool:
-        """Receive more of the next request head; False when the connection should end."""
-        service = self.service
+        """Receive more of the next request head; False when the connection should end.
+
+        A deadline never discards a request whose bytes have already arrived: they may be
+        there unread when it passes (another request held the event loop meanwhile), and
+        are taken then. A worker that stops waits for no new request, but answers one that
+        is already here (with Connection: close).
+        """
+        settings = self.settings
         deadline = self._head_deadline
-        if deadline is None:
-            if service.stopping:
-                return False
-            self._arm(service.keepalive)
-            self.idle = True
+        if deadline is not None:
+            wait = deadline - self.clock()
         else:
-            remaining = deadline - monotonic()
-            if remaining <= 0:
-                return self._head_timed_out()
-            self._arm(remaining)
+            wait = 0.0 if self.state.stopping else settings.keepalive
+        if wait > 0:
+            self._arm(wait)
+            self.idle = deadline is None
+            try:
+                if deadline is None and self.wait_readable is not None:
+                    # Between keep-alive requests, go through the event loop even if the next
+                    # request is already here: otherwise a fast client keeps this connection
+                    # served while the others wait (and it saves a recv that would fail).
+                    self.wait_readable(self.sock)
+                received = self.sock.recv_into(self.state.buffer)
+            except _socket_timeout:
+                received = self._receive_now()
+            finally:
+                self.idle = False
+                self.deadline = 0.0
+        else:
+            received = self._receive_now()
+        if received:
+            if deadline is None:
+                self._head_deadline = self.clock() + settings.header_timeout
+            self.parser.feed(self.state.buffer, received)
+            return True
+        if received is None and deadline is not None:
+            return self._head_timed_out()
+        return False
+
+    def _receive_now(self) -> Optional[int]:
+        """Receive what is already there, without waiting: how many bytes (0 at the client's
+        close or a failure), None when nothing is there (over TLS: no whole record)."""
+        self._set_socket_timeout(0.0)
         try:
-            if deadline is None and service.wait_readable is not None:
-                # Between keep-alive requests, go through the event loop even if the next
-                # request is already here: otherwise a fast client keeps this connection
-                # served while the others wait (and it saves a recv that would fail).
-                service.wait_readable(self.sock)
-            received = self.sock.recv_into(service.buffer)
-        except _socket_timeout:
-            return self._head_timed_out() if deadline is not None else False
+            return self.sock.recv_into(self.state.buffer)
+        except (BlockingIOError, _socket_timeout, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError:
+            return 0
         finally:
-            self.idle = False
-            self.deadline = 0.0
-        if not received:
-            return False
-        if deadline is None:
-            self._head_deadline = monotonic() + service.header_timeout
-        self.parser.feed(service.view[:received])
-        return True
+            if self.settings.sweeps_deadlines:
+                self._set_socket_timeout(None)  # otherwise the next wait sets its own
 
     def _head_timed_out(self) -> bool:
         if self.parser.in_head:
             self.send_error(RequestTimeout(f"the request head did not arrive within "
-                                           f"{self.service.header_timeout:g} seconds"))
+                                           f"{self.settings.header_timeout:g} seconds"))
         return False
 
     def _peek_body(self, request: Request) -> bool:
         """Take in the body bytes already there; answer 400 if the client has already gone."""
-        service = self.service
-        self._set_socket_timeout(0.0)
-        try:
-            while not request.complete and len(request.body) < PEEK_LIMIT:
-                try:
-                    received = self.sock.recv_into(service.buffer)
-                except (BlockingIOError, _socket_timeout, ssl.SSLWantReadError,
-                        ssl.SSLWantWriteError):
-                    return True  # nothing more yet (over TLS: no complete record yet)
-                if not received:
-                    self.send_error(TruncatedBody("the client closed the connection before "
-                                                  "sending the whole body"))
-                    return False
-                self.parser.feed(service.view[:received])
-                if self.parser.error is not None and not request.complete:
-                    self.send_error(self.parser.error)
-                    return False
-        finally:
-            self._set_socket_timeout(None if service.sweeps_deadlines else service.body_timeout)
+        parser = self.parser
+        while not request.complete and len(request.body) < PEEK_LIMIT:
+            received = self._receive_now()
+            if received is None:
+                return True  # nothing more yet
+            if not received:
+                self.send_error(TruncatedBody("the client closed the connection before "
+                                              "sending the whole body"))
+                return False
+            parser.feed(self.state.buffer, received)
+            if parser.error is not None and not request.complete:
+                self.send_error(parser.error)
+                return False
         return True
 
     def fill_body(self, request: Request) -> None:
-        """Receive more of ``request``'s body (for wsgi.input), or raise a BodyError."""
+        """Receive more of ``request``'s body (for wsgi.input), or raise a BodyError. Bytes
+        that came before the deadline are taken even if it has passed."""
         parser = self.parser
         if parser.error is not None:
             self.broken = True
             raise MalformedBody.from_fault(parser.error)
-        service = self.service
         if request.expect_continue:
             request.expect_continue = False
             if not self.response_started and not request.received:
                 self.send(CONTINUE)
-        self._arm(service.body_timeout)
+        timeout = self.settings.body_timeout
+        self._arm(timeout)
         try:
-            received = self.sock.recv_into(service.buffer)
+            received = self.sock.recv_into(self.state.buffer)
         except _socket_timeout:
-            self.broken = True
-            raise BodyTimeout(f"the request body stalled for {service.body_timeout:g} "
-                              "seconds") from None
+            received = self._receive_now()
         except OSError as exc:
             self.broken = True
             raise TruncatedBody(f"the connection failed while receiving the body: {exc}") from None
         finally:
             self.deadline = 0.0
+        if received is None:
+            self.broken = True
+            raise BodyTimeout(f"the request body stalled for {timeout:g} seconds")
         if not received:
             self.broken = True
             raise TruncatedBody("the client closed the connection before sending the whole body")
-        parser.feed(service.view[:received])
+        parser.feed(self.state.buffer, received)
         if parser.error is not None and not request.complete:
             self.broken = True
             raise MalformedBody.from_fault(parser.error)
 
     def _drain(self, request: Request) -> bool:
         """Read and drop the unread rest of the body; False to close the connection instead."""
-        if request.expect_continue or self.broken:
-            return False  # the client may be waiting for 100 Continue: it might never send it
-        if (request.content_length is not None
-                and request.content_length - request.received > DRAIN_LIMIT):
+        if self.broken or not can_drain(request):
             return False
         request.discard = True
         request.body.clear()
-        limit = request.received + DRAIN_LIMIT
+        limit = request.received + UNREAD_BODY_LIMIT
         try:
             while not request.complete:
                 if request.received > limit:
@@ -289,7 +386,7 @@ class Connection:
         whole segments with both, instead of sending a small segment first.
         """
         sock = self.sock
-        timeout = self.service.body_timeout
+        timeout = self.settings.body_timeout
         flags = _MSG_MORE if more and not self.tls else 0
         self._arm(timeout)
         try:
@@ -325,9 +422,9 @@ class Connection:
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of file ``fd`` from ``offset``, with os.sendfile when possible."""
-        if not self.service.use_sendfile:
+        if not self.settings.sendfile:
             return self._send_file_by_copy(fd, offset, count)
-        timeout = self.service.body_timeout
+        timeout = self.settings.body_timeout
         out = self.sock.fileno()
         sent = 0
         try:
@@ -351,7 +448,7 @@ class Connection:
     def _send_file_by_copy(self, fd: int, offset: int, count: int) -> int:
         sent = 0
         while sent < count:
-            data = os.pread(fd, min(count - sent, 256 * 1024), offset + sent)
+            data = os.pread(fd, min(count - sent, FILE_COPY_SIZE), offset + sent)
             if not data:
                 break
             self.send(data)
@@ -366,15 +463,14 @@ class Connection:
             self.send(error_response(error, head=self.parser.method == "HEAD"))
         except ClientGone:
             return
-        if self.service.access is not None:
-            self.service.log_error_access(self, error)
+        self.handler.log_error(self, error)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def _arm(self, seconds: float) -> None:
         """Give the next socket operation ``seconds`` to complete."""
-        self.deadline = monotonic() + seconds
-        if not self.service.sweeps_deadlines:
+        self.deadline = self.clock() + seconds
+        if not self.settings.sweeps_deadlines:
             self._set_socket_timeout(seconds)
 
     def _set_socket_timeout(self, timeout: Optional[float]) -> None:
@@ -394,7 +490,7 @@ class Connection:
         from its pool) is still answered, with Connection: close; closing at once would reset
         it, and a proxy does not retry a POST."""
         if self.idle:
-            self.deadline = min(self.deadline, monotonic() + grace)
+            self.deadline = min(self.deadline, self.clock() + grace)
 
     def close(self) -> None:
         sock = self.sock
@@ -414,15 +510,16 @@ class Connection:
         upload before it reads would see an error instead of the answer.
         """
         sock = self.sock
-        buffer = self.service.buffer
+        buffer = self.state.buffer
         try:
             sock.shutdown(socket.SHUT_WR)
         except (OSError, ValueError):
             return
-        deadline = monotonic() + LINGER_SECONDS
+        clock = self.clock
+        deadline = clock() + LINGER_SECONDS
         try:
             while True:
-                remaining = deadline - monotonic()
+                remaining = deadline - clock()
                 if remaining <= 0:
                     self._read_pending()
                     return
@@ -449,7 +546,7 @@ class Connection:
         total = 0
         try:
             for _ in range(LINGER_LAST_READS):
-                received = self.sock.recv_into(self.service.buffer)
+                received = self.sock.recv_into(self.state.buffer)
                 if not received:
                     return None
                 total += received

@@ -1,52 +1,74 @@
 """Request heads and bodies from bytes: httptools (llhttp) parses, this module adds the rest.
 
-llhttp already rejects, in its strict mode: Content-Length with Transfer-Encoding, a bad or
-repeated Content-Length, a Transfer-Encoding whose last coding is not chunked, bad chunk sizes and
-extensions, chunk data without its CRLF, whitespace before a colon, obs-fold, non-token field
-names, control characters in values, bare LF line ends, and bad characters in the target.
-This module adds the RFC 9110/9112 rules llhttp does not enforce (Host, the form of the
-request-target, codings other than chunked, Transfer-Encoding on HTTP/1.0, fragments, versions,
-the RTSP and ICE protocols llhttp also accepts, Expect) and the size limits, trailer section
-included, and turns every failure into an HTTPError carrying the status to answer with.
+llhttp parses in its strict mode; this module adds the size limits (trailer section included),
+applies the RFC 9110/9112 rules llhttp leaves out (``rules``), and turns every failure into an
+HTTPError carrying the status to answer with.
 
 The parser is fed whatever the socket gave; complete request heads queue up in ``ready`` (that is
 how pipelining works) and body bytes go to the request they belong to. The first fault stops the
 parser and is kept in ``error``: the requests queued before it are still answered.
+
+The answer never depends on how the bytes were split into reads. Two rules need bytes that
+llhttp does not report (it gives no offsets): the protocol at the end of a request line, and the
+whole method token when llhttp refuses a method at its first unknown byte. So the parser knows
+where each request line starts. A read that starts between messages (the usual read) is fed
+whole, and a message that follows another in it starts where the other ends: its head ends at
+the first CRLFCRLF (strict mode: no bare LF, no CR in a value), its body after its
+Content-Length; a chunked body can only end right after a CRLFCRLF, and a second llhttp parser,
+fed the body alone up to each CRLFCRLF in turn, says after which one. A read that continues a
+head, or a chunked body, is fed in pieces located beforehand (up to the head's end; up to each
+CRLFCRLF); a read larger than the head limit too, one head at a time, so that the limit applies
+at the same byte however the bytes came. Of a head that spans reads, a few bytes are carried
+over. llhttp parses every byte; this module only locates.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from typing import Deque, List, Optional, Set, Tuple
+from typing import Any, Deque, List, Optional, Tuple, Union
 
 import httptools
 
+from . import rules
 from .errors import (
     BadRequest,
-    ExpectationFailed,
     HeaderFieldsTooLarge,
     HTTPError,
-    MethodNotImplemented,
     URITooLong,
     VersionNotSupported,
 )
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HOST = re.compile(rb"(\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
-_CHUNKED = b"chunked"
 # Single bytes are looked up as integers: `b"_" in name` makes CPython try the operand as an
 # integer first and build (then drop) a TypeError, several times slower.
-_UNDERSCORE, _HASH, _H, _LF = ord("_"), ord("#"), ord("H"), ord("\n")
-_CONTINUE = b"100-continue"
-_WEB_SCHEMES = (b"http", b"https")
-_FOREIGN_PROTOCOLS = (b"RTSP/", b"ICE/")
+_UNDERSCORE, _CR, _LF, _SP, _H = ord("_"), ord("\r"), ord("\n"), ord(" "), ord("H")
+_HEAD_END = b"\r\n\r\n"  # also how a chunked body ends (last chunk or trailer, empty line)
+
+# Where the bytes being fed stand: between messages, in a head, in a body of known length, in a
+# chunked body.
+_BOUNDARY, _HEAD, _LENGTH, _CHUNKED = range(4)
+# Of a head that spans reads, its first bytes are carried over (llhttp refuses an unknown method
+# within the first 14 bytes: a method error looks at them), and its last ones (the request line's
+# protocol and CR, or a CRLFCRLF split between the reads).
+_KEEP_FIRST, _KEEP_LAST = 16, 9
+_UNRESOLVED = -2  # a message ended in this read, where is yet to be worked out
+_CHUNKED_HEAD = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class _Completion:
+    """Callbacks of the parser that finds where a chunked body ends."""
+
+    __slots__ = ("complete",)
+
+    def __init__(self) -> None:
+        self.complete = False
+
+    def on_message_complete(self) -> None:
+        self.complete = True
 
 # Field names that the parser itself acts upon, lower-cased.
 _HOST_NAME, _TE_NAME = b"host", b"transfer-encoding"
 _CL_NAME, _EXPECT_NAME = b"content-length", b"expect"
 _SPECIAL_LENGTHS = frozenset(len(n) for n in (_HOST_NAME, _TE_NAME, _CL_NAME, _EXPECT_NAME))
-_VALID_HOSTS: Set[bytes] = set()  # Host values already checked (most clients send the same few)
 
 _METHOD_NAMES = {m.encode(): m for m in (
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
@@ -91,14 +113,13 @@ class RequestParser:
     """Feeds bytes to llhttp; see the module docstring for what comes out."""
 
     __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit",
-                 "_field_size_limit", "_head_limit", "_request", "_in_head", "_head_bytes",
+                 "_field_size_limit", "_head_limit", "_request", "in_head", "_head_bytes",
                  "_url_parts", "_url_budget", "_fields", "_hosts", "_te", "_cl", "_expect",
-                 "_fault", "_completed", "_stopped", "_data", "_raw", "_foreign", "_line_first",
-                 "_scan_from",
-                 "_bodiless_bytes", "_trailers", "input_ignored")
+                 "_stopped", "stopped", "_data", "_size", "_phase", "_next_at", "_head_at",
+                 "_end_at", "_last", "_line_end", "_head_first", "_tail", "_method_line",
+                 "_buffer", "_buffer_view", "_bodiless_bytes", "_trailers", "input_ignored")
 
-    def __init__(self, line_limit: int = 4094, fields_limit: int = 100,
-                 field_size_limit: int = 8190) -> None:
+    def __init__(self, line_limit: int, fields_limit: int, field_size_limit: int) -> None:
         self._parser = httptools.HttpRequestParser(self)
         #: requests whose head is complete, oldest first, not yet handed out
         self.ready: Deque[Request] = deque()
@@ -110,7 +131,8 @@ class RequestParser:
         # Bytes a head may take: the request line, every field at its largest, their CRLFs.
         self._head_limit = line_limit + fields_limit * (field_size_limit + 2) + 4
         self._request: Optional[Request] = None  # the request being parsed
-        self._in_head = False
+        #: part of a request head has arrived, but not all of it
+        self.in_head = False
         self._head_bytes = 0
         self._url_parts: List[bytes] = []
         self._url_budget = 0
@@ -119,24 +141,32 @@ class RequestParser:
         self._te: Optional[bytes] = None
         self._cl: Optional[bytes] = None
         self._expect: Optional[bytes] = None
-        self._fault: Optional[HTTPError] = None
-        self._completed = 0
         self._stopped = False  # a request that ends the connection was parsed
-        self._data: object = None  # what feed() is parsing, while it does
-        self._line_first = False  # the request line being parsed opens self._data
-        self._scan_from = 0  # in self._data: where the next request line may be
-        self._raw: Optional[bytes] = None  # the same as bytes, made when needed
-        self._foreign: Optional[bool] = None  # whether it holds "TSP/" or "ICE/", when asked
+        #: no more requests will come out of this parser (that, or a fault)
+        self.stopped = False
         # Bytes came after a request that ends the connection, and were dropped: more may be
         # on their way, so the connection should not be closed abruptly.
         self.input_ignored = False
         self._bodiless_bytes = 0  # in reads within a body that carry no body data
         self._trailers = 0
-
-    @property
-    def in_head(self) -> bool:
-        """Part of a request head has arrived, but not all of it."""
-        return self._in_head
+        # -- where the bytes stand (see the module docstring)
+        self._data: Any = None  # the read being fed, while it is, and its size
+        self._size = 0
+        self._phase = _BOUNDARY
+        # Offsets in the read: where the next message begins, where the current one begins (-1:
+        # in an earlier read; it may begin with CR and LF llhttp skips), where it ends if that is
+        # known beforehand; _UNRESOLVED: a message ended in this read, where is to be worked out.
+        self._next_at = 0
+        self._head_at = -1
+        self._end_at = _UNRESOLVED
+        self._last: Optional[Request] = None  # the last message completed
+        self._line_end = b""  # the end of a request line in an earlier read (CR last)
+        self._head_first = b""  # a head that spans reads: its first bytes,
+        self._tail = b""  # and its last ones (or the last bytes of a chunked body)
+        # llhttp refused the method while its token still ran: the request line so far
+        self._method_line: Optional[bytearray] = None
+        self._buffer: Any = None  # the receive buffer last fed with a size, and a view of it
+        self._buffer_view: Optional[memoryview] = None
 
     @property
     def method(self) -> str:
@@ -144,59 +174,217 @@ class RequestParser:
         request = self._request
         return "" if request is None else request.method
 
-    @property
-    def stopped(self) -> bool:
-        """No more requests will come out of this parser (fault, close or upgrade)."""
-        return self._stopped or self.error is not None
-
-    def feed(self, data: bytes) -> None:
-        """Parse ``data``: complete heads go to ``ready``, body bytes to their request."""
-        if self._stopped or self.error is not None:
-            if data and self.error is None:
+    def feed(self, data: Union[bytes, bytearray], size: Optional[int] = None) -> None:
+        """Parse ``data``, or its first ``size`` bytes (a receive buffer the caller reuses and
+        never resizes): complete heads go to ``ready``, body bytes to their request."""
+        if self.stopped:
+            if (len(data) if size is None else size) and self.error is None:
                 self.input_ignored = True
             return
-        request = self._request
-        at_boundary = request is None
-        body_before = -1  # body bytes received so far, when a body is being read
-        if self._in_head:  # a head spread over several reads: bounded in total
-            room = self._head_limit - self._head_bytes
-            if len(data) > room:
-                # Only what the head may still take counts against it; what follows it in
-                # the same read (a body, pipelined requests) is fed once the head is complete.
-                self.feed(data[:room])
-                if self._request is request and self._in_head and not self.stopped:
-                    self._fail(HeaderFieldsTooLarge("the request head is larger than the limits "
-                                                    "allow (--limit-request-fields and "
-                                                    "--limit-request-field-size)"))
-                    return
-                self.feed(data[room:])
-                return
-            self._head_bytes += len(data)
-        elif request is not None:
-            body_before = request.received
-        completed_before = self._completed
-        self._data = data
-        self._line_first = at_boundary
-        self._scan_from = 0
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._upgrade(data, exc.args[0])
-        except httptools.HttpParserCallbackError:
-            self._fail(self._fault or BadRequest("malformed request"))
-        except httptools.HttpParserInvalidMethodError:
-            starts_here = at_boundary and self._completed == completed_before
-            self._fail(self._method_error(data if starts_here else None))
-        except httptools.HttpParserError as exc:
-            if self._stopped:
-                self.input_ignored = True  # bytes after a request that closes the connection
-                return
-            self._fail(_llhttp_error(str(exc), self._request is not None and not self._in_head))
+        if size is None:
+            size = len(data)
+            view = memoryview(data)
+        elif data is self._buffer:
+            view = self._buffer_view  # type: ignore[assignment]
         else:
+            view = self._buffer_view = memoryview(data)
+            self._buffer = data
+        if self._method_line is not None:
+            self._refuse_method(data[:min(size, self._line_limit + 1)])
+            return
+        request = self._request
+        body_before = request.received if request is not None and not self.in_head else -1
+        self._data = data
+        self._size = size
+        feed_data = self._parser.feed_data
+        try:
+            pos = 0
+            while pos < size:
+                phase = self._phase
+                self._end_at = _UNRESOLVED
+                if phase == _BOUNDARY:
+                    self._next_at = pos
+                    if size - pos <= self._head_limit:
+                        end = size  # no head here can pass the limit: the usual read, whole
+                    else:
+                        end = self._locate_head(data, pos, size)
+                elif phase == _LENGTH:
+                    end = pos + self._request.content_length - self._request.received  # type: ignore
+                    if end > size:
+                        end = size
+                elif phase == _HEAD:
+                    end = self._locate_head_rest(data, pos, size)
+                else:
+                    end = self._end_at = self._locate_chunked_end(data, pos, size)
+                if end < 0:  # the head passes the limits: -1 - where they end
+                    self._refuse_large_head(view, pos, -1 - end)
+                    return
+                try:
+                    feed_data(view[pos:end])
+                except Exception as exc:
+                    pos = self._after_error(exc, view, pos)
+                    if pos < 0:
+                        return
+                else:
+                    pos = end
+                if self._stopped and pos < size:
+                    self.input_ignored = True  # bytes after a request that ends the connection
+                    return
+            if self._phase == _HEAD or self._phase == _CHUNKED:
+                self._carry(data, size)
             if body_before >= 0 and self._request is request:
-                self._count_bodiless(request, body_before, len(data))  # type: ignore[arg-type]
+                self._count_bodiless(request, body_before, size)  # type: ignore[arg-type]
         finally:
-            self._data = self._raw = self._foreign = None
+            self._data = None
+
+    def _after_error(self, exc: Exception, view: memoryview, start: int) -> int:
+        """llhttp raised ``exc`` in the piece fed from ``start``: where to go on (after the
+        head of an upgrade), or -1 once the parser stops."""
+        if isinstance(exc, httptools.HttpParserUpgrade):
+            # llhttp stops after the head of a request with "Connection: upgrade" and an
+            # Upgrade field (httptools has already resumed it). The upgrade itself is ignored:
+            # the request is answered like any other, so it must not carry a body llhttp skipped.
+            request = self.ready[-1] if self.ready else None
+            if request is not None and request.has_body:
+                self.ready.pop()
+                self._fail(BadRequest("a request body together with Upgrade is not supported"))
+                return -1
+            return start + exc.args[0]
+        if isinstance(exc, httptools.HttpParserCallbackError):
+            fault = exc.__context__  # what the callback raised
+            self._fail(fault if isinstance(fault, HTTPError) else BadRequest("malformed request"))
+        elif isinstance(exc, httptools.HttpParserInvalidMethodError):
+            at = self._head_at
+            if at < 0:
+                line = self._head_first + bytes(view[:self._size])
+            else:
+                at = self._line_start(at)
+                line = bytes(view[at:self._size])
+            self._refuse_method(line)
+        elif isinstance(exc, httptools.HttpParserError):
+            if self._stopped:
+                self.input_ignored = True  # bytes after a request that ends the connection
+            else:
+                self._fail(_llhttp_error(str(exc), self._request is not None
+                                         and not self.in_head))
+        else:
+            raise exc
+        return -1
+
+    # -- where messages begin and end -------------------------------------------------------
+
+    def _line_start(self, at: int) -> int:
+        """Where the request line of a message that begins at ``at`` in the read starts: after
+        the CR and LF that llhttp skips (RFC 9112 2.2)."""
+        data = self._data
+        while data[at] == _CR or data[at] == _LF:
+            at += 1
+        return at
+
+    def _end_of_last(self) -> int:
+        """Where the last message completed in this read ends (it began in this read)."""
+        data = self._data
+        last = self._last
+        assert last is not None
+        body_at = data.find(_HEAD_END, self._head_at, self._size) + 4
+        if last.chunked:
+            return self._chunked_end(body_at)
+        return body_at + (last.content_length or 0)
+
+    def _chunked_end(self, at: int) -> int:
+        """Where the chunked body that begins at ``at`` in the read ends, the main parser having
+        found it complete in this read: it ends right after a CRLFCRLF; another llhttp parser,
+        fed the body alone up to each CRLFCRLF in turn, says after which one."""
+        completion = _Completion()
+        parser = httptools.HttpRequestParser(completion)
+        parser.feed_data(_CHUNKED_HEAD)
+        view = memoryview(self._data)
+        start = at
+        while not completion.complete:
+            end = self._locate_chunked_end(self._data, start, self._size, at)
+            parser.feed_data(view[start:end])
+            start = end
+        return start
+
+    def _locate_head(self, data: Any, pos: int, size: int) -> int:
+        """Between messages, in a read larger than the head limit: the end of the piece that
+        holds the next head; -1 when the head passes the limit."""
+        start = pos
+        while data[start] == _CR or data[start] == _LF:
+            start += 1
+            if start == size:
+                return size
+        found = data.find(_HEAD_END, start, size)
+        end = size if found < 0 else found + 4
+        self._head_bytes = end - start
+        return end if end - start <= self._head_limit else -1 - (start + self._head_limit)
+
+    def _locate_head_rest(self, data: Any, pos: int, size: int) -> int:
+        """In a head that goes on: where it ends. It began in an earlier read (``pos`` is 0),
+        or it goes on past a CRLFCRLF (llhttp takes the HTTP/2 preface's "SM" line too)."""
+        tail = self._tail
+        if pos == 0:
+            last = tail[-3:]
+            found = (last + bytes(data[:min(3, size)])).find(_HEAD_END)  # split by the reads
+            if found >= 0:
+                end = found + 4 - len(last)
+            else:
+                found = data.find(_HEAD_END, 0, size)
+                end = size if found < 0 else found + 4
+            if not self._line_end:  # the request line's end is still to come
+                lf = data.find(b"\n", 0, end)
+                if lf >= 0:
+                    self._line_end = (tail + bytes(data[max(0, lf - _KEEP_LAST):lf]))[
+                        -_KEEP_LAST:]
+        else:
+            found = data.find(_HEAD_END, pos - 3, size)
+            end = size if found < 0 else found + 4
+        room = self._head_limit - self._head_bytes  # of this read, what the head may take
+        self._head_bytes += end - pos
+        return end if end - pos <= room else -1 - (pos + room)
+
+    def _locate_chunked_end(self, data: Any, pos: int, size: int, body_at: int = 0) -> int:
+        """In a chunked body (from ``body_at`` in the read): the end of the next CRLFCRLF, or
+        of the read."""
+        if pos == 0 and self._tail:
+            tail = self._tail
+            found = (tail + bytes(data[:min(3, size)])).find(_HEAD_END)  # split by the reads
+            if found >= 0:
+                return found + 4 - len(tail)
+        found = data.find(_HEAD_END, max(pos - 3, body_at), size)  # CRLFCRLFs may overlap
+        return size if found < 0 else found + 4
+
+    def _carry(self, data: Any, size: int) -> None:
+        """At the end of a read within a head or a chunked body: keep what the next read needs
+        (see _KEEP_FIRST and _KEEP_LAST)."""
+        if self._phase == _CHUNKED:
+            self._tail = (self._tail + bytes(data[max(0, size - 3):size]))[-3:]
+            return
+        at = self._head_at
+        if at >= 0:  # the head began in this read
+            at = self._line_start(at)
+            self._head_bytes = size - at
+            self._head_first = bytes(data[at:min(size, at + _KEEP_FIRST)])
+            self._tail = bytes(data[max(at, size - _KEEP_LAST):size])
+            lf = data.find(b"\n", at, size)  # the request line may have ended in this read
+            self._line_end = bytes(data[max(at, lf - _KEEP_LAST):lf]) if lf >= 0 else b""
+            self._head_at = -1
+        else:
+            if len(self._head_first) < _KEEP_FIRST:
+                self._head_first += bytes(data[:min(size, _KEEP_FIRST - len(self._head_first))])
+            self._tail = (self._tail + bytes(data[max(0, size - _KEEP_LAST):size]))[-_KEEP_LAST:]
+
+    def _refuse_large_head(self, view: memoryview, pos: int, limit: int) -> None:
+        """The head passes the limits at ``limit`` in the read: feed it up to there (a field
+        too long, say, has its own answer), then refuse it."""
+        try:
+            self._parser.feed_data(view[pos:limit])
+        except Exception as exc:
+            self._after_error(exc, view, pos)
+        if self.error is None and self._method_line is None:
+            self._fail(HeaderFieldsTooLarge("the request head is larger than the limits allow "
+                                            "(--limit-request-fields and "
+                                            "--limit-request-field-size)"))
 
     def _count_bodiless(self, request: Request, body_before: int, fed: int) -> None:
         """Bound the reads within a body that carry no body data (chunk headers, extensions,
@@ -218,8 +406,12 @@ class RequestParser:
 
     def on_message_begin(self) -> None:
         self._request = Request()
-        self._in_head = True
-        self._head_bytes = 0
+        self.in_head = True
+        self._phase = _HEAD
+        at = self._next_at
+        if at == _UNRESOLVED:  # a message follows another in this read (pipelining)
+            at = self._end_of_last()
+        self._head_at = at
         self._url_parts = []
         self._url_budget = -1
         self._fields = self._hosts = 0
@@ -234,19 +426,19 @@ class RequestParser:
             self._url_budget = self._line_limit - len(raw_method) - 10
         self._url_budget -= len(part)
         if self._url_budget < 0:
-            self._raise(URITooLong(f"the request line is longer than {self._line_limit} bytes "
-                                   "(--limit-request-line)"))
+            raise URITooLong(f"the request line is longer than {self._line_limit} bytes "
+                             "(--limit-request-line)")
         self._url_parts.append(part)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._in_head:  # a trailer field after a chunked body: checked, not passed on
+        if not self.in_head:  # a trailer field after a chunked body: checked, not passed on
             self._trailers += 1
             if (self._trailers > self._fields_limit
                     or len(name) + len(value) + 2 > self._field_size_limit):
-                self._raise(HeaderFieldsTooLarge(
+                raise HeaderFieldsTooLarge(
                     f"the trailer section has more than {self._fields_limit} fields or a field "
                     f"longer than {self._field_size_limit} bytes (--limit-request-fields, "
-                    "--limit-request-field-size)"))
+                    "--limit-request-field-size)")
             return
         self._fields += 1
         if (self._fields > self._fields_limit
@@ -272,123 +464,51 @@ class RequestParser:
 
     def _field_over_limit(self, name: bytes) -> None:
         if self._fields > self._fields_limit:
-            self._raise(HeaderFieldsTooLarge(f"more than {self._fields_limit} header fields "
-                                             "(--limit-request-fields)"))
-        self._raise(HeaderFieldsTooLarge(
-            f"header field {name[:64].decode('latin-1')!r} is longer than "
-            f"{self._field_size_limit} bytes (--limit-request-field-size)"))
+            raise HeaderFieldsTooLarge(f"more than {self._fields_limit} header fields "
+                                       "(--limit-request-fields)")
+        raise HeaderFieldsTooLarge(f"header field {name[:64].decode('latin-1')!r} is longer "
+                                   f"than {self._field_size_limit} bytes "
+                                   "(--limit-request-field-size)")
 
     def on_headers_complete(self) -> None:
         request = self._request
         assert request is not None
-        self._in_head = False
+        self.in_head = False
         self._head_bytes = self._bodiless_bytes = self._trailers = 0
         parser = self._parser
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            self._raise(VersionNotSupported(f"HTTP/{version} is not supported; this server "
-                                            "speaks HTTP/1.1 and HTTP/1.0"))
+        method = request.method
         target = b"".join(self._url_parts)
-        data = self._data
-        if data is not None:
-            at = len(request.method) + len(target) + 2  # where the protocol name starts
-            if self._line_first and at < len(data) and data[at] == _H:  # type: ignore
-                self._scan_from = at  # the usual case: the request line opens the read
-            else:
-                self._check_protocol(data, request.method, target)
+        at = self._head_at
+        if at >= 0:  # the request line is in this read
+            data = self._data
+            end = at + len(method)
+            if not (data[end] == _SP and data[end + 1] != _SP
+                    and data[end + len(target) + 2] == _H):
+                # not the usual line (single spaces, "H" where HTTP-version begins): where
+                # its protocol is, exactly
+                at = self._line_start(at) + len(method)
+                while data[at] == _SP:
+                    at += 1
+                at += len(target)
+                while data[at] == _SP:
+                    at += 1
+                rules.check_protocol(data, at)
+        elif self._line_end:
+            rules.check_protocol(self._line_end, 0)
         request.version = version
-        if request.method == "CONNECT":
-            self._raise(MethodNotImplemented("CONNECT is not supported by this server"))
-        if _HASH in target:
-            self._raise(BadRequest("the request target contains a fragment (#)"))
-        if not target.startswith(b"/"):
-            self._check_target_form(request, target)
         request.target = target
-        if self._hosts != 1:
-            if self._hosts > 1:
-                self._raise(BadRequest("more than one Host header"))
-            if version == "1.1":
-                self._raise(BadRequest("an HTTP/1.1 request must have a Host header"))
-        elif request.host not in _VALID_HOSTS:
-            if not _HOST.fullmatch(request.host):  # type: ignore[arg-type]
-                self._raise(BadRequest("invalid Host header"))
-            if len(_VALID_HOSTS) >= 1024:
-                _VALID_HOSTS.clear()
-            _VALID_HOSTS.add(request.host)
-        te = self._te
-        if te is not None:
-            if version == "1.0":
-                self._raise(BadRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request"))
-            if te.strip().lower() != _CHUNKED:
-                self._raise(BadRequest("unsupported Transfer-Encoding "
-                                       f"{te.decode('latin-1')!r}: only chunked is accepted"))
-            request.chunked = True
+        request.chunked, request.expect_continue = rules.check_head(
+            version, method, target, self._hosts, request.host, self._te, self._expect)
+        if request.chunked:
+            self._phase = _CHUNKED
+            self._tail = b""
         elif self._cl is not None:
             request.content_length = int(self._cl)  # llhttp has checked it is 1*DIGIT
-        if self._expect is not None and version == "1.1":
-            request.expect_continue = self._expects_continue(self._expect)
+            self._phase = _LENGTH
         request.keep_alive = parser.should_keep_alive()
         request.complete = not (request.chunked or request.content_length)
         self.ready.append(request)
-
-    def _check_protocol(self, data: object, method: str, target: bytes) -> None:
-        """505 for the RTSP and ICE request lines llhttp parses as if they were HTTP.
-
-        llhttp does not say which protocol it read, so the line is looked for in the bytes
-        being parsed, from where the previous request line of the same read was found: the
-        first line that starts with this method and target is taken as this request's (a
-        body that holds such a line could mislead it). A request line split over two reads
-        goes unchecked; it is then answered as HTTP, harmlessly.
-        """
-        foreign = self._foreign
-        if foreign is None:  # once per read, not once per pipelined request in it
-            raw = self._raw = bytes(data)  # type: ignore[call-overload]
-            foreign = self._foreign = b"TSP/" in raw or b"ICE/" in raw
-        if not foreign:
-            return
-        raw = self._raw
-        assert raw is not None
-        line = method.encode("latin-1") + b" " + target + b" "
-        at = raw.find(line, self._scan_from)
-        while at > 0 and raw[at - 1] != _LF:  # not at the start of a line
-            at = raw.find(line, at + 1)
-        if at < 0:
-            return
-        self._scan_from = at = at + len(line)
-        if raw.startswith(_FOREIGN_PROTOCOLS, at):
-            protocol = raw[at:].partition(b"\r")[0][:16].decode("latin-1")
-            self._raise(VersionNotSupported(f"{protocol} is not HTTP; this server speaks "
-                                            "HTTP/1.1 and HTTP/1.0"))
-
-    def _check_target_form(self, request: Request, target: bytes) -> None:
-        """The request-target forms other than origin-form (RFC 9112 3.2)."""
-        if target == b"*":
-            if request.method != "OPTIONS":
-                self._raise(BadRequest("the request target * is only for OPTIONS"))
-            return
-        try:
-            url = httptools.parse_url(target)
-        except httptools.HttpParserInvalidURLError:
-            url = None
-        if (url is None or not url.schema or url.schema.lower() not in _WEB_SCHEMES
-                or not url.host):
-            self._raise(BadRequest(f"invalid request target {target[:64].decode('latin-1')!r}: "
-                                   "expected a path, or an absolute http(s) URL"))
-        if url.userinfo is not None:  # type: ignore[union-attr]
-            self._raise(BadRequest("the request target contains user information (user@)"))
-
-    def _expects_continue(self, expect: bytes) -> bool:
-        """Whether the client waits for 100 Continue; 417 for any other expectation."""
-        expects = False
-        for member in expect.split(b","):
-            member = member.strip()
-            if not member:
-                continue  # empty list members are allowed (RFC 9110 5.6.1)
-            if member.lower() != _CONTINUE:
-                self._raise(ExpectationFailed("unsupported expectation "
-                                              f"{member[:64].decode('latin-1')!r}"))
-            expects = True
-        return expects
 
     def on_body(self, data: bytes) -> None:
         request = self._request
@@ -401,41 +521,31 @@ class RequestParser:
         assert request is not None
         request.complete = True
         self._request = None
-        self._line_first = False
-        self._completed += 1
+        self._last = request
+        self._phase = _BOUNDARY
+        self._next_at = self._end_at
         if not request.keep_alive:
-            self._stopped = True
+            self._stopped = self.stopped = True
 
     # -- faults -----------------------------------------------------------------------------
 
-    def _raise(self, error: HTTPError) -> None:
-        self._fault = error
-        raise error
-
     def _fail(self, error: HTTPError) -> None:
         self.error = error
-        self._fault = None
+        self.stopped = True
 
-    def _method_error(self, data: Optional[bytes]) -> HTTPError:
-        if data is not None:
-            method, space, _ = bytes(data).lstrip(b"\r\n").partition(b" ")
-            if _TOKEN.fullmatch(method):
-                return MethodNotImplemented(f"method {method[:32].decode('latin-1')!r} is not "
-                                            "supported by this server")
-        return BadRequest("invalid request method")
-
-    def _upgrade(self, data: bytes, offset: int) -> None:
-        # llhttp stops after the head of a request with "Connection: upgrade" and an Upgrade
-        # field (httptools has already resumed it). The upgrade itself is ignored: the request
-        # is answered like any other, so it must not carry a body that llhttp skipped.
-        request = self.ready[-1] if self.ready else None
-        if request is not None and request.has_body:
-            self.ready.pop()
-            self._fail(BadRequest("a request body together with Upgrade is not supported"))
-            return
-        rest = memoryview(data)[offset:]
-        if rest:
-            self.feed(rest)
+    def _refuse_method(self, more: Union[bytes, bytearray]) -> None:
+        """llhttp refused the method: answer once the method token has ended (see
+        rules.method_error), with what came of the request line so far and ``more``."""
+        line = self._method_line
+        if line is None:
+            line = bytearray()
+        line += more[:self._line_limit + 1 - len(line)]
+        error = rules.method_error(bytes(line), self._line_limit)
+        if error is None:
+            self._method_line = line  # the token still runs: wait for more of it
+        else:
+            self._method_line = None
+            self._fail(error)
 
 
 def _llhttp_error(reason: str, in_body: bool) -> HTTPError:

@@ -55,9 +55,12 @@ class TrustedProxies:
             scheme = proto.split(",", 1)[0].strip().lower()
             if scheme in ("http", "https"):
                 environ["wsgi.url_scheme"] = scheme
-        elif (environ.get("HTTP_X_FORWARDED_SSL", "").strip().lower() == "on"
-              or environ.get("HTTP_X_FORWARDED_PROTOCOL", "").strip().lower() == "ssl"):
-            environ["wsgi.url_scheme"] = "https"
+        else:
+            ssl, protocol = (environ.get("HTTP_X_FORWARDED_SSL"),
+                             environ.get("HTTP_X_FORWARDED_PROTOCOL"))
+            if ((ssl and ssl.strip().lower() == "on")
+                    or (protocol and protocol.strip().lower() == "ssl")):
+                environ["wsgi.url_scheme"] = "https"
 
 
 def _is_ip(text: str) -> bool:

@@ -11,8 +11,8 @@ from email.utils import formatdate
 from typing import Dict, Tuple
 
 from .errors import HTTPError
+from .rules import TOKEN
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Field values may hold VCHAR, obs-text, SP and HTAB: no other control character.
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -41,7 +41,7 @@ def header_kind(name: object) -> int:
         return kind
     if not isinstance(name, str):
         raise TypeError(f"header name {name!r} is a {type(name).__name__}, not a str")
-    if not _TOKEN.fullmatch(name):
+    if not TOKEN.fullmatch(name):
         raise ValueError(f"header name {name!r} is not a valid token")
     kind = _SPECIAL_KINDS.get(name.lower(), PLAIN)
     if len(_NAME_KINDS) >= _CACHE_LIMIT:

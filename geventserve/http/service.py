@@ -1,25 +1,25 @@
-"""What the connections of one worker share: the app, the settings they read, the live state.
+"""The HTTP side of a worker: builds what its connections are given, serves them, stops.
 
-A worker creates one Service and calls ``serve(sock, peer, listener)`` for each accepted
-connection; ``stop()`` starts a graceful stop (no new requests, idle connections closed).
-A worker whose connections run as tasks (greenlets) passes ``current_task`` and calls
-``interrupt_expired()`` periodically; otherwise deadlines become socket timeouts.
+A worker creates one Service, complete when built (the app and its hooks, the request limit, how
+the worker waits), and calls ``serve(sock, peer, listener)`` for each accepted connection;
+``stop()`` starts a graceful stop (no new requests, idle connections closed). A worker whose
+connections run as tasks (greenlets) passes ``current_task`` and calls ``interrupt_expired()``
+periodically; otherwise deadlines become socket timeouts.
 """
 
 from __future__ import annotations
 
 import socket
 from time import monotonic
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
 from .. import SERVER_SOFTWARE, logs, tls
 from ..settings import Config
-from . import wsgi
-from .connection import Connection
-from .errors import HTTPError
+from .connection import Connection, ServerState
 from .proxy import TrustedProxies
+from .settings import HTTPSettings
+from .wsgi import ErrorStream, FileWrapper, WSGIHandler
 
-RECV_BUFFER_SIZE = 64 * 1024
 IDLE_GRACE = 1.0
 _SERVE_CODE = Connection._serve.__code__
 
@@ -34,28 +34,35 @@ def _describe(conn: Connection, now: float) -> str:
     return f"{request.method} {target} from {peer} (running {now - conn.request_started:.1f}s)"
 
 
+class Readiness(Protocol):
+    """How a worker whose connections share one event loop waits between keep-alive requests
+    until a socket is readable (the gevent worker's ReadinessOrder)."""
+
+    def wait(self, sock: Any) -> None:
+        """Wait until the plain socket ``sock`` is readable."""
+
+    def wait_tls(self, sock: Any) -> None:
+        """The same for a TLS socket (which may hold decrypted bytes already)."""
+
+
 class Service:
-    """The HTTP side of a worker: serves connections, counts requests, stops gracefully."""
+    """Serves connections, counts requests, stops gracefully."""
 
     def __init__(self, app: Callable[..., Any], config: Config, *, multiprocess: bool,
                  multithread: bool, keepalive: bool = True,
-                 current_task: Optional[Callable[[], Any]] = None) -> None:
-        self.app = app
-        #: returns the task (greenlet) serving the calling connection, which
-        #: ``interrupt_expired`` interrupts when the connection's deadline passes
+                 current_task: Optional[Callable[[], Any]] = None,
+                 readiness: Optional[Readiness] = None, request_limit: int = 0,
+                 on_request_limit: Optional[Callable[[], None]] = None,
+                 pre_request: Optional[Callable[..., None]] = None,
+                 post_request: Optional[Callable[..., None]] = None,
+                 clock: Callable[[], float] = monotonic) -> None:
+        """``current_task``: returns the task (greenlet) serving the calling connection, which
+        ``interrupt_expired`` interrupts when the connection's deadline passes; ``readiness``:
+        how to wait between keep-alive requests; ``request_limit``: after this many requests
+        (0: never), ``on_request_limit`` is called; ``pre_request(req)``,
+        ``post_request(req, environ, resp)``: gunicorn-style hooks."""
         self.current_task = current_task
-        self.sweeps_deadlines = current_task is not None
-        #: waits, through the event loop, until a socket is readable (set by the gevent worker)
-        self.wait_readable: Optional[Callable[[Any], None]] = None
-        self.keepalive = config.keepalive if keepalive else 0.0
-        self.header_timeout = config.header_timeout
-        self.body_timeout = config.body_timeout
-        self.parser_limits = (config.request_line_limit, config.request_fields_limit,
-                              config.request_field_size_limit)
-        # One receive buffer for the whole worker: bytes are parsed as soon as they are
-        # received, before any other connection can run, so connections never share it at once.
-        self.buffer = bytearray(RECV_BUFFER_SIZE)
-        self.view = memoryview(self.buffer)
+        self.clock = clock
         self.tls_context = None
         if config.certfile:
             def default_context() -> Any:
@@ -63,35 +70,43 @@ class Service:
                                           config.cert_reqs)
             hook = config.values.get("ssl_context")
             self.tls_context = hook(config, default_context) if hook else default_context()
-        self.use_sendfile = self.tls_context is None  # sendfile(2) cannot encrypt
+        tls_on = self.tls_context is not None
+        self.settings = HTTPSettings.from_config(
+            config, keepalive=keepalive, sendfile=not tls_on,  # sendfile(2) cannot encrypt
+            sweeps_deadlines=current_task is not None)
+        self.wait_readable: Optional[Callable[[Any], None]] = None
+        if readiness is not None:
+            self.wait_readable = readiness.wait_tls if tls_on else readiness.wait
         self.proxies = TrustedProxies(config.forwarded_allow_ips)
-        self.handle_request = wsgi.handle
-        #: gunicorn-style hooks, set by the worker: pre_request(req),
-        #: post_request(req, environ, resp)
-        self.pre_request: Optional[Callable[..., None]] = None
-        self.post_request: Optional[Callable[..., None]] = None
-        self.access: Optional[Callable[..., None]] = (
-            logs.log_access if logs.access_enabled() else None)
-        #: set once the worker stops taking requests; read by every connection between requests
-        self.stopping = False
-        self.connections: Set[Connection] = set()
-        #: requests answered by this worker, and the callback run when ``request_limit`` is hit
+        #: requests answered by this worker; ``on_request_limit`` runs when it reaches the limit
         self.requests = 0
-        self.request_limit = 0
-        self.on_request_limit: Optional[Callable[[], None]] = None
+        self.request_limit = request_limit
+        self.on_request_limit = on_request_limit
+        self.handler = WSGIHandler(
+            app, proxies=self.proxies,
+            access=logs.log_access if logs.access_enabled() else None,
+            pre_request=pre_request, post_request=post_request,
+            on_request_done=self.request_done, clock=clock)
+        self.state = ServerState()
+        self.connections: Set[Connection] = set()
         self.base_environ: Dict[str, Any] = {
             "wsgi.version": (1, 0),
-            "wsgi.errors": wsgi.ErrorStream(),
+            "wsgi.errors": ErrorStream(),
             "wsgi.multithread": multithread,
             "wsgi.multiprocess": multiprocess,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
-            "wsgi.file_wrapper": wsgi.FileWrapper,
-            "wsgi.url_scheme": "https" if self.tls_context is not None else "http",
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.url_scheme": "https" if tls_on else "http",
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
             "SCRIPT_NAME": config.script_name,
         }
         self._listener_environs: Dict[socket.socket, Dict[str, Any]] = {}
+
+    @property
+    def stopping(self) -> bool:
+        """The worker takes no new requests (``stop()`` was called)."""
+        return self.state.stopping
 
     def add_listener(self, listener: socket.socket) -> None:
         """Note the environ keys of a listener (SERVER_NAME, SERVER_PORT) while it is open."""
@@ -111,9 +126,11 @@ class Service:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             else:
                 remote_addr, remote_port = "", ""
-            conn = Connection(self, sock, self._listener_environs[listener], remote_addr,
-                              remote_port)
-            conn.trusted_proxy = self.proxies.trusts(remote_addr)
+            conn = Connection(sock, self.settings, self.handler, self.state,
+                              listener_environ=self._listener_environs[listener],
+                              remote_addr=remote_addr, remote_port=remote_port,
+                              trusted_proxy=self.proxies.trusts(remote_addr),
+                              wait_readable=self.wait_readable, clock=self.clock)
         except Exception:
             logs.error_log.exception("cannot serve a connection from %s", peer)
             sock.close()
@@ -126,8 +143,9 @@ class Service:
         finally:
             self.connections.discard(conn)
 
-    def interrupt_expired(self, now: float) -> None:
+    def interrupt_expired(self) -> None:
         """Make every socket operation past its deadline time out (gevent worker's sweep)."""
+        now = self.clock()
         for conn in [c for c in self.connections if 0.0 < c.deadline < now]:
             if 0.0 < conn.deadline < now:  # the previous interrupt may have moved it on
                 conn.interrupt()
@@ -140,13 +158,13 @@ class Service:
     def stop(self) -> None:
         """Take no new requests: busy connections finish with Connection: close, idle ones end
         (within IDLE_GRACE seconds, answering a request that was already on its way)."""
-        self.stopping = True
+        self.state.stopping = True
         for conn in list(self.connections):
             conn.end_if_idle(IDLE_GRACE)
 
     def in_flight(self) -> List[str]:
         """The requests being served, as 'GET /path (running 1.2s)'."""
-        now = monotonic()
+        now = self.clock()
         return [_describe(conn, now) for conn in list(self.connections) if conn.request is not None]
 
     def describe_blocked(self, frame: Any) -> Optional[str]:
@@ -155,15 +173,6 @@ class Service:
             if frame.f_code is _SERVE_CODE:
                 conn = frame.f_locals.get("self")
                 if isinstance(conn, Connection) and conn.request is not None:
-                    return _describe(conn, monotonic())
+                    return _describe(conn, self.clock())
             frame = frame.f_back
         return None
-
-    def log_error_access(self, conn: Connection, error: HTTPError) -> None:
-        """Access-log an error the server answered without the application."""
-        environ = dict(conn.listener_environ, REMOTE_ADDR=conn.remote_addr)
-        environ.setdefault("REQUEST_METHOD", "-")
-        environ.setdefault("RAW_URI", "-")
-        environ.setdefault("SERVER_PROTOCOL", "-")
-        if self.access is not None:
-            self.access(environ, f"{error.status} {error.reason}", 0, 0.0, ())

@@ -1,8 +1,9 @@
 """The WSGI layer (PEP 3333): the environ, start_response, and the framing of the response.
 
-``handle(conn, request)`` runs the application for one request and sends its response:
-Content-Length when known, chunked otherwise on HTTP/1.1, close-delimited on HTTP/1.0; no body
-for HEAD, 1xx, 204 and 304. It returns whether the connection may carry another request.
+A ``WSGIHandler`` is given the application and what surrounds it (trusted proxies, hooks, the
+access log, a clock). Its ``handle(conn, request)`` runs the application, sends
+the response (framed as ``framing.response_framing`` says) through one ``Exchange``, and returns
+what becomes of the connection, an ``Outcome``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
@@ -18,10 +20,12 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
-from .connection import ClientGone
-from .errors import HTTPError
+from .connection import CLOSE, KEEP_ALIVE, Outcome, can_drain
+from .errors import ClientGone, HTTPError
+from .framing import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, response_framing
 from .hooks import HookRequest, HookResponse
 from .parser import Request
+from .proxy import TrustedProxies
 from .response import (
     CONNECTION,
     CONTENT_LENGTH,
@@ -107,8 +111,10 @@ class ErrorStream:
                 pass
 
 
-def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
-    """The PEP 3333 environ of one request."""
+def build_environ(conn: Connection, request: Request,
+                  proxies: Optional[TrustedProxies] = None) -> Dict[str, Any]:
+    """The PEP 3333 environ of one request; ``proxies``: whose forwarding headers to believe
+    when the connection's peer is one of them."""
     environ = conn.listener_environ.copy()
     environ["REMOTE_ADDR"] = conn.remote_addr
     if conn.remote_port:
@@ -143,7 +149,8 @@ def build_environ(conn: Connection, request: Request) -> Dict[str, Any]:
             continue
         environ[key] = text
     if conn.trusted_proxy:
-        conn.service.proxies.apply(environ)
+        if proxies is not None:
+            proxies.apply(environ)
         if request.script_name and request.script_name[:1] == b"/":
             environ["SCRIPT_NAME"] = request.script_name.rstrip(b"/").decode("latin-1")
     host = environ.get("HTTP_HOST")
@@ -302,35 +309,20 @@ class Exchange:
             raise RuntimeError("the application did not call start_response")
         request = self.request
         conn = self.conn
-        code = self.code
+        kind, length = response_framing(self.code, request.method, request.version,
+                                        self.content_length, len(body) if final else None)
+        body_allowed = self.body_allowed = kind != NO_BODY
+        close = not (request.keep_alive and conn.reusable) or self.app_close
         extra = []
-        body_allowed = code >= 200 and code != 204 and code != 304 and request.method != "HEAD"
-        self.body_allowed = body_allowed
-        length = self.content_length
-        close = (not request.keep_alive or self.app_close or conn.broken
-                 or conn.service.stopping or not conn.service.keepalive)
-        if length is None:
-            if code >= 200 and code != 204 and code != 304 and (final or not body_allowed):
-                # The length of the whole body, known; not for a HEAD whose app sent no body
-                # (Flask does so): that would say 0 where GET sends a body.
-                if final and (body or request.method != "HEAD"):
-                    length = len(body)
-                    extra.append(b"Content-Length: %d\r\n" % length)
-            elif body_allowed:
-                if request.version == "1.1":
-                    self.chunked = True
-                    extra.append(b"Transfer-Encoding: chunked\r\n")
-                else:
-                    close = True  # HTTP/1.0: the end of the body is the end of the connection
-        elif code < 200 or code == 204:
-            length = None
-        else:
+        if length is not None:
             extra.append(b"Content-Length: %d\r\n" % length)
-        if not request.complete and not close:
-            unread = (request.content_length - request.received
-                      if request.content_length is not None else 0)
-            if request.expect_continue or unread > 256 * 1024:
-                close = True
+        elif kind == CHUNKED:
+            self.chunked = True
+            extra.append(b"Transfer-Encoding: chunked\r\n")
+        elif kind == UNTIL_CLOSE:
+            close = True
+        if not close and not request.complete and not can_drain(request):
+            close = True  # the rest of the body will not be read: the connection cannot go on
         if close:
             extra.append(b"Connection: close\r\n")
         elif request.version == "1.0":
@@ -343,15 +335,15 @@ class Exchange:
         self.close = close
         self.head_sent = conn.response_started = True
         if not body_allowed or not body:
-            if body_allowed and length is not None:
+            if kind == LENGTH:
                 self.to_send = length
             conn.send(self.headers + b"".join(extra))
             return
-        if length is not None:
-            if len(body) > length:
+        if kind == LENGTH:
+            if len(body) > length:  # type: ignore[operator]
                 body = body[:length]
                 self.close = True
-            self.to_send = length - len(body)
+            self.to_send = length - len(body)  # type: ignore[operator]
         conn.send_framed(self.headers + b"".join(extra), body, self.chunked)
         self.sent = len(body)
 
@@ -399,82 +391,109 @@ class Exchange:
         return True
 
 
-def handle(conn: Connection, request: Request) -> bool:
-    """Run the application for ``request``, send the response; True to keep the connection."""
-    service = conn.service
-    started = monotonic()
-    environ = build_environ(conn, request)
-    exchange = Exchange(conn, request)
-    hook_request = None
-    if service.pre_request is not None or service.post_request is not None:
-        hook_request = HookRequest(request, environ)
-        if service.pre_request is not None:
-            service.pre_request(hook_request)
-    result: Any = None
-    try:
-        result = service.app(environ, exchange.start_response)
-        if type(result) is list or type(result) is tuple:
-            # The whole body is known: one send, with a Content-Length.
-            if len(result) == 1 and type(result[0]) is bytes:
-                body = result[0]
+@dataclass
+class WSGIHandler:
+    """Answers requests with a WSGI application: one ``Exchange`` per request, as uvicorn's
+    RequestResponseCycle."""
+
+    app: Callable[..., Any]
+    #: the peers whose X-Forwarded-* headers are believed (--forwarded-allow-ips)
+    proxies: Optional[TrustedProxies] = None
+    #: access(environ, status, sent, duration, headers): one access-log line
+    access: Optional[Callable[..., None]] = None
+    #: gunicorn-style hooks: pre_request(req), post_request(req, environ, resp)
+    pre_request: Optional[Callable[..., None]] = None
+    post_request: Optional[Callable[..., None]] = None
+    #: called once each request is answered (the worker counts them)
+    on_request_done: Optional[Callable[[], None]] = None
+    clock: Callable[[], float] = monotonic
+
+    def handle(self, conn: Connection, request: Request) -> Outcome:
+        """Run the application for ``request`` and send its response."""
+        environ = build_environ(conn, request, self.proxies)
+        exchange = Exchange(conn, request)
+        hook_request = None
+        if self.pre_request is not None or self.post_request is not None:
+            hook_request = HookRequest(request, environ)
+            if self.pre_request is not None:
+                self.pre_request(hook_request)
+        result: Any = None
+        try:
+            result = self.app(environ, exchange.start_response)
+            if type(result) is list or type(result) is tuple:
+                # The whole body is known: one send, with a Content-Length.
+                if len(result) == 1 and type(result[0]) is bytes:
+                    body = result[0]
+                else:
+                    for item in result:
+                        if not isinstance(item, (bytes, bytearray, memoryview)):
+                            raise TypeError("the application produced a "
+                                            f"{type(item).__name__}, not bytes")
+                    body = b"".join(result)
+                if not exchange.head_sent:
+                    exchange.send_head(body, final=True)
+                else:
+                    exchange.write(body)
+                exchange.finish()
+            elif (type(result) is FileWrapper and not exchange.head_sent
+                  and exchange.send_file(result)):
+                exchange.finish()
             else:
-                for item in result:
-                    if not isinstance(item, (bytes, bytearray, memoryview)):
-                        raise TypeError(f"the application produced a {type(item).__name__}, "
-                                        "not bytes")
-                body = b"".join(result)
+                write = exchange.write
+                for chunk in result:
+                    if chunk:
+                        write(chunk)
+                        if not exchange.body_allowed:
+                            break  # HEAD, 204, 304: the head is out and no body follows
+                exchange.finish()
+        except ClientGone as exc:
+            logs.error_log.debug("%s %s: client went away: %s", request.method,
+                                 exchange.target_text(), exc)
+            exchange.close = True
+        except HTTPError as exc:
+            # A request-body error the application let through (truncated, malformed, stalled).
+            exchange.close = True
             if not exchange.head_sent:
-                exchange.send_head(body, final=True)
-            else:
-                exchange.write(body)
-            exchange.finish()
-        elif (type(result) is FileWrapper and not exchange.head_sent
-              and exchange.send_file(result)):
-            exchange.finish()
-        else:
-            write = exchange.write
-            for chunk in result:
-                if chunk:
-                    write(chunk)
-                    if not exchange.body_allowed:
-                        break  # HEAD, 204, 304: the head is out and no body follows
-            exchange.finish()
-    except ClientGone as exc:
-        logs.error_log.debug("%s %s: client went away: %s", request.method,
-                             exchange.target_text(), exc)
-        exchange.close = True
-    except HTTPError as exc:
-        # A request-body error the application let through (truncated, malformed, stalled).
-        exchange.close = True
-        if not exchange.head_sent:
-            logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
-            exchange.status = f"{exc.status} {exc.reason}"
-            _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
-    except Exception:
-        exchange.close = True
-        logs.error_log.exception("Error handling request %s %s", request.method,
-                                 exchange.target_text())
-        if not exchange.head_sent:
-            exchange.status = "500 Internal Server Error"
-            _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                exchange.close = True
-                logs.error_log.exception("Error closing the response of %s %s",
-                                         request.method, exchange.target_text())
-    service.request_done()
-    if service.access is not None:
-        service.access(environ, exchange.status, exchange.sent, monotonic() - started,
-                       exchange.app_headers)
-    if service.post_request is not None:
-        service.post_request(hook_request, environ,
-                             HookResponse(exchange.status or "", list(exchange.app_headers),
-                                          exchange.sent))
-    return not exchange.close
+                logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
+                exchange.status = f"{exc.status} {exc.reason}"
+                _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
+        except Exception:
+            exchange.close = True
+            logs.error_log.exception("Error handling request %s %s", request.method,
+                                     exchange.target_text())
+            if not exchange.head_sent:
+                exchange.status = "500 Internal Server Error"
+                _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    exchange.close = True
+                    logs.error_log.exception("Error closing the response of %s %s",
+                                             request.method, exchange.target_text())
+        if self.on_request_done is not None:
+            self.on_request_done()
+        if self.access is not None:
+            self.access(environ, exchange.status, exchange.sent,
+                        self.clock() - conn.request_started,
+                        exchange.app_headers)
+        if self.post_request is not None:
+            self.post_request(hook_request, environ,
+                              HookResponse(exchange.status or "", list(exchange.app_headers),
+                                           exchange.sent))
+        return CLOSE if exchange.close else KEEP_ALIVE
+
+    def log_error(self, conn: Connection, error: HTTPError) -> None:
+        """Access-log an error the connection answered without the application."""
+        if self.access is None:
+            return
+        environ = dict(conn.listener_environ, REMOTE_ADDR=conn.remote_addr)
+        environ.setdefault("REQUEST_METHOD", "-")
+        environ.setdefault("RAW_URI", "-")
+        environ.setdefault("SERVER_PROTOCOL", "-")
+        self.access(environ, f"{error.status} {error.reason}", 0, 0.0, ())
 
 
 def _send_quietly(conn: Connection, data: bytes) -> None:

@@ -212,7 +212,7 @@ class Worker(hooks.HookNames):
         self.check_environment()
         config = self.config
         try:
-            self.service = self.make_service(self.task_getter())
+            self.service = self.make_service()
         except ValueError as exc:  # TLS files that do not load
             self.slot.fail(str(exc))
             return ExitCode.WORKER_BOOT
@@ -220,15 +220,6 @@ class Worker(hooks.HookNames):
             self.slot.fail(f"worker failed to start: {type(exc).__name__}: {exc}")
             logs.error_log.debug("worker set-up failed", exc_info=True)
             return ExitCode.WORKER_BOOT
-        if config.max_requests:
-            self.service.request_limit = (config.max_requests
-                                          + random.randint(0, config.max_requests_jitter))
-            self.service.on_request_limit = self.retire
-        if hooks.defined(config, "pre_request"):
-            self.service.pre_request = lambda req: hooks.call(config, "pre_request", self, req)
-        if hooks.defined(config, "post_request"):
-            self.service.post_request = lambda req, environ, resp: hooks.call(
-                config, "post_request", self, req, environ, resp)
         if config.reload:
             from .reloader import Reloader
 
@@ -310,9 +301,27 @@ class Worker(hooks.HookNames):
     def serve(self) -> None:
         raise NotImplementedError
 
-    def make_service(self, current_task: Optional[Callable[[], Any]] = None) -> Any:
+    def make_service(self, **parts: Any) -> Any:
+        """The HTTP side of this worker, complete when built; ``parts``: what a worker class
+        adds (the gevent worker: how it waits between requests)."""
         from ..http.service import Service
 
-        return Service(self.app, self.config, multiprocess=self.config.worker_count > 1,
-                       multithread=self.multithread, keepalive=self.keepalive,
-                       current_task=current_task)
+        config = self.config
+        request_limit = 0
+        if config.max_requests:
+            request_limit = config.max_requests + random.randint(0, config.max_requests_jitter)
+
+        def pre_request(req: Any) -> None:
+            hooks.call(config, "pre_request", self, req)
+
+        def post_request(req: Any, environ: Any, resp: Any) -> None:
+            hooks.call(config, "post_request", self, req, environ, resp)
+
+        return Service(
+            self.app, config, multiprocess=config.worker_count > 1,
+            multithread=self.multithread, keepalive=self.keepalive,
+            current_task=self.task_getter(), request_limit=request_limit,
+            on_request_limit=self.retire,
+            pre_request=pre_request if hooks.defined(config, "pre_request") else None,
+            post_request=post_request if hooks.defined(config, "post_request") else None,
+            **parts)

@@ -6,7 +6,6 @@ import errno
 import gc
 import os
 import signal
-from time import monotonic
 from typing import Any, Callable, List, Optional
 
 from .. import logs
@@ -113,6 +112,9 @@ class GeventWorker(Worker):
 
         return gevent.getcurrent
 
+    def make_service(self, **parts: Any) -> Any:
+        return super().make_service(readiness=ReadinessOrder(), **parts)
+
     def check_environment(self) -> None:
         from gevent import monkey
 
@@ -139,8 +141,6 @@ class GeventWorker(Worker):
         from gevent.pool import Pool
 
         service = self.service
-        order = ReadinessOrder()
-        service.wait_readable = order.wait_tls if service.tls_context else order.wait
         self.pool = Pool(self.config.worker_connections)
         self.listeners = [gsocket.socket(s.family, s.type, s.proto, fileno=s.detach())
                           for s in self.listeners]
@@ -162,7 +162,7 @@ class GeventWorker(Worker):
     def _tick(self) -> None:
         """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines."""
         self.slot.beat()
-        self.service.interrupt_expired(monotonic())
+        self.service.interrupt_expired()
         if os.getppid() != self.ppid:
             logs.error_log.warning("the supervisor (pid:%d) is gone: stopping", self.ppid)
             self.stop_requested.set()

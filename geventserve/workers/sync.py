@@ -97,7 +97,7 @@ class SyncWorker(Worker):
 
     def graceful_stop(self, *args: Any) -> None:
         self.alive = False
-        self.service.stopping = True
+        self.service.stop()
         if self.config.graceful_timeout:
             signal.setitimer(signal.ITIMER_REAL, self.config.graceful_timeout)
 
