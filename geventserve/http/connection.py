@@ -71,18 +71,25 @@ def can_drain(request: Request) -> bool:
 class Outcome(Enum):
     """What becomes of the connection once a request is answered (the handler says).
 
-    KEEP_ALIVE is carried out by Connection._serve, every other outcome by Connection._end: a
-    new one (the application taking the socket over, which the connection then neither
-    reuses nor lingers on) is a member here and a branch there.
+    KEEP_ALIVE is carried out by Connection._serve, every other outcome by Connection._end.
     """
 
     #: read the next request
     KEEP_ALIVE = "keep-alive"
     #: close it, after lingering if the client may still be sending
     CLOSE = "close"
+    #: the application took the socket over (a WebSocket): close it, and nothing else
+    TAKEN_OVER = "taken over"
 
 
-KEEP_ALIVE, CLOSE = Outcome.KEEP_ALIVE, Outcome.CLOSE
+KEEP_ALIVE, CLOSE, TAKEN_OVER = Outcome.KEEP_ALIVE, Outcome.CLOSE, Outcome.TAKEN_OVER
+
+# Connection.takeover: whether the application holds the socket (environ["gunicorn.socket"]).
+#: it runs a WebSocket request, and may answer the handshake on the socket itself at any
+#: moment (only the end of its call tells); answering over HTTP gives the socket back
+LENT = 1
+#: it does (it used environ["wsgi.websocket"], or ended its call with StopIteration)
+TAKEN = 2
 
 
 class RequestHandler(Protocol):
@@ -115,7 +122,7 @@ class Connection:
     __slots__ = ("sock", "settings", "handler", "state", "clock", "wait_readable", "tls",
                  "parser", "listener_environ", "remote_addr", "remote_port", "trusted_proxy",
                  "idle", "broken", "response_started", "request", "request_started", "deadline",
-                 "task", "_timeout", "_head_deadline")
+                 "task", "takeover", "_timeout", "_head_deadline")
 
     def __init__(self, sock: socket.socket, settings: HTTPSettings, handler: RequestHandler,
                  state: ServerState, *, listener_environ: Dict[str, Any], remote_addr: str = "",
@@ -148,6 +155,10 @@ class Connection:
         self.deadline = 0.0
         #: what the gevent worker interrupts when the deadline passes (its greenlet)
         self.task: Any = None
+        #: 0, LENT or TAKEN: while the application holds (or may hold) the socket, the server
+        #: neither reads nor writes it, its deadlines do not apply, and it is closed without
+        #: lingering; once TAKEN, the connection ends with the application's call
+        self.takeover = 0
         self._timeout: Optional[float] = None
         self._head_deadline: Optional[float] = clock() + settings.header_timeout
 
@@ -213,7 +224,11 @@ class Connection:
     def _end(self, outcome: Outcome, request: Request) -> None:
         """The connection carries no more requests after ``request``'s answer. CLOSE: close()
         closes it, lingering first if the client may still be sending (the rest of the body,
-        pipelined requests), or a reset may eat the answer."""
+        pipelined requests), or a reset may eat the answer. TAKEN_OVER: the application has
+        used the socket, so close() only closes it (what follows on it is not HTTP)."""
+        if outcome is TAKEN_OVER:
+            self.takeover = TAKEN
+            return
         parser = self.parser
         if (not request.complete or parser.ready or parser.in_head
                 or parser.input_ignored):
@@ -479,10 +494,19 @@ class Connection:
             self._timeout = timeout
 
     def interrupt(self) -> None:
-        """Called by the deadline sweep: make the blocked socket operation time out."""
+        """Called by the deadline sweep: make the blocked socket operation time out (never
+        while the application holds the socket: what blocks then is its own)."""
         task = self.task
-        if task is not None:
+        if task is not None and not self.takeover:
             task.throw(_socket_timeout("timed out"))
+
+    def lend(self) -> None:
+        """The application is about to run a WebSocket request: it may take the socket over
+        (see ``takeover``), and then no deadline of the server's may apply to it."""
+        self.takeover = LENT
+        self.deadline = 0.0
+        if not self.settings.sweeps_deadlines:
+            self._set_socket_timeout(None)  # the sync worker's deadlines are socket timeouts
 
     def end_if_idle(self, grace: float) -> None:
         """For a graceful stop: end this connection within ``grace`` seconds if it waits for a
@@ -494,7 +518,7 @@ class Connection:
 
     def close(self) -> None:
         sock = self.sock
-        if self.broken:
+        if self.broken and not self.takeover:
             self._linger()
         try:
             sock.close()

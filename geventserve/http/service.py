@@ -31,7 +31,8 @@ def _describe(conn: Connection, now: float) -> str:
     if len(target) > 200:
         target = target[:200] + "..."
     peer = conn.remote_addr or "-"
-    return f"{request.method} {target} from {peer} (running {now - conn.request_started:.1f}s)"
+    state = "WebSocket open" if conn.takeover else "running"
+    return f"{request.method} {target} from {peer} ({state} {now - conn.request_started:.1f}s)"
 
 
 class Readiness(Protocol):
@@ -55,12 +56,14 @@ class Service:
                  on_request_limit: Optional[Callable[[], None]] = None,
                  pre_request: Optional[Callable[..., None]] = None,
                  post_request: Optional[Callable[..., None]] = None,
+                 websockets: Any = None,
                  clock: Callable[[], float] = monotonic) -> None:
         """``current_task``: returns the task (greenlet) serving the calling connection, which
         ``interrupt_expired`` interrupts when the connection's deadline passes; ``readiness``:
         how to wait between keep-alive requests; ``request_limit``: after this many requests
         (0: never), ``on_request_limit`` is called; ``pre_request(req)``,
-        ``post_request(req, environ, resp)``: gunicorn-style hooks."""
+        ``post_request(req, environ, resp)``: gunicorn-style hooks; ``websockets``: what
+        offers environ["wsgi.websocket"] (``websocket.WebSocketOffer``), if anything."""
         self.current_task = current_task
         self.clock = clock
         self.tls_context = None
@@ -86,7 +89,7 @@ class Service:
             app, proxies=self.proxies,
             access=logs.log_access if logs.access_enabled() else None,
             pre_request=pre_request, post_request=post_request,
-            on_request_done=self.request_done, clock=clock)
+            on_request_done=self.request_done, websockets=websockets, clock=clock)
         self.state = ServerState()
         self.connections: Set[Connection] = set()
         self.base_environ: Dict[str, Any] = {
@@ -163,9 +166,15 @@ class Service:
             conn.end_if_idle(IDLE_GRACE)
 
     def in_flight(self) -> List[str]:
-        """The requests being served, as 'GET /path (running 1.2s)'."""
+        """The requests being served, as 'GET /path (running 1.2s)', but for the connections
+        the application holds (``taken_over``)."""
         now = self.clock()
-        return [_describe(conn, now) for conn in list(self.connections) if conn.request is not None]
+        return [_describe(conn, now) for conn in list(self.connections)
+                if conn.request is not None and not conn.takeover]
+
+    def taken_over(self) -> int:
+        """How many connections the application holds (or may: WebSocket requests)."""
+        return sum(1 for conn in list(self.connections) if conn.takeover)
 
     def describe_blocked(self, frame: Any) -> Optional[str]:
         """The request whose code ``frame`` (a stack, innermost first) is running, if any."""

@@ -20,7 +20,7 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
-from .connection import CLOSE, KEEP_ALIVE, Outcome, can_drain
+from .connection import CLOSE, KEEP_ALIVE, TAKEN, TAKEN_OVER, Outcome, can_drain
 from .errors import ClientGone, HTTPError
 from .framing import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, response_framing
 from .hooks import HookRequest, HookResponse
@@ -42,6 +42,7 @@ from .response import (
     parse_content_length,
     status_line,
 )
+from .websocket import SWITCHING, asks_for_websocket
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -117,6 +118,7 @@ def build_environ(conn: Connection, request: Request,
     when the connection's peer is one of them."""
     environ = conn.listener_environ.copy()
     environ["REMOTE_ADDR"] = conn.remote_addr
+    environ["gunicorn.socket"] = conn.sock  # for apps that take the connection over
     if conn.remote_port:
         environ["REMOTE_PORT"] = conn.remote_port
     target = request.target.decode("latin-1")
@@ -309,6 +311,10 @@ class Exchange:
             raise RuntimeError("the application did not call start_response")
         request = self.request
         conn = self.conn
+        if conn.takeover:
+            if conn.takeover == TAKEN:
+                return  # the application answered on the socket itself: nothing else goes out
+            conn.takeover = 0  # it answers a WebSocket request over HTTP: the socket is ours
         kind, length = response_framing(self.code, request.method, request.version,
                                         self.content_length, len(body) if final else None)
         body_allowed = self.body_allowed = kind != NO_BODY
@@ -394,7 +400,16 @@ class Exchange:
 @dataclass
 class WSGIHandler:
     """Answers requests with a WSGI application: one ``Exchange`` per request, as uvicorn's
-    RequestResponseCycle."""
+    RequestResponseCycle.
+
+    An application may take the connection over (a WebSocket) through
+    ``environ["gunicorn.socket"]``, ending its call with StopIteration as gunicorn's workers
+    allow, or through ``environ["wsgi.websocket"]`` when ``websockets`` offers it. From the
+    moment it is given a WebSocket request the connection is lent to it (``Connection.lend``):
+    no deadline applies, and no way out of the call writes to the socket again unless the
+    application answers over HTTP; a takeover ends the connection (Outcome TAKEN_OVER) with
+    one access-log line, status 101, for the time it was held.
+    """
 
     app: Callable[..., Any]
     #: the peers whose X-Forwarded-* headers are believed (--forwarded-allow-ips)
@@ -404,14 +419,19 @@ class WSGIHandler:
     #: gunicorn-style hooks: pre_request(req), post_request(req, environ, resp)
     pre_request: Optional[Callable[..., None]] = None
     post_request: Optional[Callable[..., None]] = None
-    #: called once each request is answered (the worker counts them)
+    #: called once each request is answered (the worker counts them); a WebSocket request
+    #: counts when the application is given it, since it may last for hours
     on_request_done: Optional[Callable[[], None]] = None
+    #: offers environ["wsgi.websocket"] (``websocket.WebSocketOffer``), or None
+    websockets: Any = None
     clock: Callable[[], float] = monotonic
 
     def handle(self, conn: Connection, request: Request) -> Outcome:
         """Run the application for ``request`` and send its response."""
         environ = build_environ(conn, request, self.proxies)
         exchange = Exchange(conn, request)
+        websocket = "HTTP_UPGRADE" in environ and asks_for_websocket(environ)
+        offered = self._lend(conn, environ) if websocket else None
         hook_request = None
         if self.pre_request is not None or self.post_request is not None:
             hook_request = HookRequest(request, environ)
@@ -420,7 +440,9 @@ class WSGIHandler:
         result: Any = None
         try:
             result = self.app(environ, exchange.start_response)
-            if type(result) is list or type(result) is tuple:
+            if conn.takeover == TAKEN:
+                pass  # it answered on the socket itself (wsgi.websocket): nothing else goes out
+            elif type(result) is list or type(result) is tuple:
                 # The whole body is known: one send, with a Content-Length.
                 if len(result) == 1 and type(result[0]) is bytes:
                     body = result[0]
@@ -446,6 +468,10 @@ class WSGIHandler:
                         if not exchange.body_allowed:
                             break  # HEAD, 204, 304: the head is out and no body follows
                 exchange.finish()
+        except StopIteration:
+            # Raised by the application call (iterating a body swallows it): it took the
+            # socket over and ends the call as gunicorn's workers let it. Nothing goes out.
+            conn.takeover = TAKEN
         except ClientGone as exc:
             logs.error_log.debug("%s %s: client went away: %s", request.method,
                                  exchange.target_text(), exc)
@@ -453,17 +479,22 @@ class WSGIHandler:
         except HTTPError as exc:
             # A request-body error the application let through (truncated, malformed, stalled).
             exchange.close = True
-            if not exchange.head_sent:
+            if not exchange.head_sent and not conn.takeover:
                 logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
                 exchange.status = f"{exc.status} {exc.reason}"
                 _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
         except Exception:
             exchange.close = True
-            logs.error_log.exception("Error handling request %s %s", request.method,
-                                     exchange.target_text())
-            if not exchange.head_sent:
-                exchange.status = "500 Internal Server Error"
-                _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
+            if conn.takeover:
+                logs.error_log.exception("Error handling request %s %s (the application may "
+                                         "hold the connection: closed without an answer)",
+                                         request.method, exchange.target_text())
+            else:
+                logs.error_log.exception("Error handling request %s %s", request.method,
+                                         exchange.target_text())
+                if not exchange.head_sent:
+                    exchange.status = "500 Internal Server Error"
+                    _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -473,7 +504,15 @@ class WSGIHandler:
                     exchange.close = True
                     logs.error_log.exception("Error closing the response of %s %s",
                                              request.method, exchange.target_text())
-        if self.on_request_done is not None:
+            if offered is not None:
+                self.websockets.finish(offered)
+        outcome = CLOSE if exchange.close else KEEP_ALIVE
+        if conn.takeover:
+            outcome = TAKEN_OVER
+            # LENT still: the application failed before it answered anything
+            exchange.status = SWITCHING if websocket and conn.takeover == TAKEN else None
+            exchange.app_headers = ()
+        elif not websocket and self.on_request_done is not None:
             self.on_request_done()
         if self.access is not None:
             self.access(environ, exchange.status, exchange.sent,
@@ -483,7 +522,17 @@ class WSGIHandler:
             self.post_request(hook_request, environ,
                               HookResponse(exchange.status or "", list(exchange.app_headers),
                                            exchange.sent))
-        return CLOSE if exchange.close else KEEP_ALIVE
+        return outcome
+
+    def _lend(self, conn: Connection, environ: Dict[str, Any]) -> Any:
+        """A WebSocket request: the application may take the socket over from now on. It
+        counts as answered now; the lazy wsgi.websocket goes into ``environ`` if offered."""
+        conn.lend()
+        if self.on_request_done is not None:
+            self.on_request_done()
+        if self.websockets is not None:
+            return self.websockets.offer(conn, environ)
+        return None
 
     def log_error(self, conn: Connection, error: HTTPError) -> None:
         """Access-log an error the connection answered without the application."""

@@ -278,10 +278,16 @@ class Worker(hooks.HookNames):
         return not self.slot.leaves_queue or os.getppid() != self.ppid
 
     def log_cut_requests(self) -> None:
-        """After the graceful timeout: say which requests are cut short."""
+        """After the graceful timeout: say which requests are cut short, and how many
+        connections taken over by the application (WebSockets: thousands, maybe) are closed."""
+        grace = self.config.graceful_timeout
         for activity in self.service.in_flight():
-            logs.error_log.warning("graceful timeout (%gs): cutting %s",
-                                   self.config.graceful_timeout, activity)
+            logs.error_log.warning("graceful timeout (%gs): cutting %s", grace, activity)
+        taken_over = self.service.taken_over()
+        if taken_over:
+            logs.error_log.warning("graceful timeout (%gs): closing %d connection%s taken over "
+                                   "by the application", grace, taken_over,
+                                   "" if taken_over == 1 else "s")
 
     def setup(self) -> None:
         """Prepare the process before the application is imported."""

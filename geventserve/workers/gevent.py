@@ -113,7 +113,11 @@ class GeventWorker(Worker):
         return gevent.getcurrent
 
     def make_service(self, **parts: Any) -> Any:
-        return super().make_service(readiness=ReadinessOrder(), **parts)
+        from ..http.websocket import WebSocketOffer
+
+        # Whenever gevent-websocket is importable (python-engineio then reads nothing else).
+        return super().make_service(readiness=ReadinessOrder(),
+                                    websockets=WebSocketOffer.load(self.app), **parts)
 
     def check_environment(self) -> None:
         from gevent import monkey
