@@ -295,9 +295,13 @@ SETTINGS: List[Setting] = [
         examples=("3", "5")),
     Setting("worker_class", WORKERS, ("-k", "--worker-class"), worker_class, "gevent", """
         Worker type: gevent (thousands of concurrent connections per process, for I/O-bound
-        apps), sync (one request at a time, for CPU-bound apps), or a dotted path to a worker
-        class. gunicorn's names for the same classes are accepted (egg:gunicorn#gevent,
-        gunicorn.workers.ggevent.GeventWorker, gevent_wsgi, ...).""",
+        apps and WebSockets), sync (one request at a time, for CPU-bound apps), or a dotted path
+        to a worker class. gunicorn's names for the same classes are accepted
+        (egg:gunicorn#gevent, gunicorn.workers.ggevent.GeventWorker, gevent_wsgi, ...), and
+        gevent-websocket's geventwebsocket.gunicorn.workers.GeventWebSocketWorker runs the
+        gevent worker, which offers environ["wsgi.websocket"] whenever gevent-websocket is
+        installed. Other servers' classes (gthread, eventlet, tornado, uvicorn's) are refused,
+        saying what to use instead.""",
         metavar="CLASS", examples=("sync", "gevent")),
     Setting("worker_connections", WORKERS, ("--worker-connections",), positive_int, 1000, """
         Most connections one gevent worker serves at once; past it the worker stops accepting

@@ -1,4 +1,5 @@
-"""Worker classes by name: the built-in ones, gunicorn's spellings of them, and dotted paths."""
+"""Worker classes by name: the built-in ones, gunicorn's spellings of them, and dotted paths;
+the worker classes of other servers are refused in one line that says what to use instead."""
 
 from __future__ import annotations
 
@@ -20,7 +21,35 @@ ALIASES: Dict[str, str] = {
     "gevent_pywsgi": "gevent",
     "egg:gunicorn#sync": "sync",
     "gunicorn.workers.sync.SyncWorker": "sync",
+    # gevent-websocket's, which Flask-SocketIO's documentation gives: -k gevent offers its
+    # environ["wsgi.websocket"] whenever gevent-websocket is installed.
+    "geventwebsocket.gunicorn.workers.GeventWebSocketWorker": "gevent",
+    "geventwebsocket.gunicorn.workers.GeventWebSocketWorker:GeventWebSocketWorker": "gevent",
 }
+
+_THREADS = "gunicorn's threaded worker (a thread per connection)"
+_ASGI = "uvicorn's worker, for ASGI apps (geventserve serves WSGI apps: serve an ASGI app " \
+        "with uvicorn itself)"
+_AIOHTTP = "aiohttp's worker, for aiohttp (asyncio) apps, not WSGI ones"
+#: other servers' worker classes, by the names their documentation gives: what each is
+FOREIGN: Dict[str, str] = {
+    **dict.fromkeys(("gthread", "egg:gunicorn#gthread", "gunicorn.workers.gthread.ThreadWorker"),
+                    _THREADS),
+    **dict.fromkeys(("eventlet", "egg:gunicorn#eventlet",
+                     "gunicorn.workers.geventlet.EventletWorker"),
+                    "gunicorn's eventlet worker (eventlet, a rival of gevent)"),
+    **dict.fromkeys(("tornado", "egg:gunicorn#tornado", "gunicorn.workers.gtornado.TornadoWorker"),
+                    "gunicorn's Tornado worker (for Tornado apps)"),
+    **dict.fromkeys(("asgi", "egg:gunicorn#asgi", "gunicorn.workers.gasgi.ASGIWorker"),
+                    "gunicorn's worker for ASGI apps (geventserve serves WSGI apps)"),
+    **dict.fromkeys(("uvicorn.workers.UvicornWorker", "uvicorn.workers.UvicornH11Worker",
+                     "uvicorn_worker.UvicornWorker", "uvicorn_worker.UvicornH11Worker"), _ASGI),
+    **dict.fromkeys(("aiohttp.GunicornWebWorker", "aiohttp.GunicornUVLoopWebWorker",
+                     "aiohttp.worker.GunicornWebWorker",
+                     "aiohttp.worker.GunicornUVLoopWebWorker"), _AIOHTTP),
+}
+INSTEAD = ("geventserve runs -k gevent (a greenlet per connection: thousands at once, "
+           "WebSockets included) or -k sync")
 
 _DOTTED = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+(:[A-Za-z_][\w]*)?")
 
@@ -32,6 +61,9 @@ def canonical_worker_class(name: str) -> str:
         return lowered
     if name in ALIASES:
         return ALIASES[name]
+    foreign = FOREIGN.get(name) or FOREIGN.get(lowered)
+    if foreign is not None:
+        raise ValueError(f"it is {foreign}; {INSTEAD}")
     if _DOTTED.fullmatch(name):
         return name
     raise ValueError("expected " + ", ".join(WORKER_CLASSES) + " or a dotted path such as "
@@ -52,4 +84,16 @@ def load_worker_class(name: str) -> type:
     cls = getattr(module, attr, None)
     if not isinstance(cls, type):
         raise ImportError(f"cannot use worker class {name!r}: {module_name} has no class {attr!r}")
+    from .base import Worker
+
+    if not issubclass(cls, Worker):
+        what = ("a gunicorn worker class" if _is_gunicorn_worker(cls)
+                else "not a geventserve worker class (a subclass of "
+                     "geventserve.workers.base.Worker)")
+        raise ImportError(f"cannot use worker class {name}: it is {what}; {INSTEAD}")
     return cls
+
+
+def _is_gunicorn_worker(cls: type) -> bool:
+    return any(f"{base.__module__}.{base.__qualname__}" == "gunicorn.workers.base.Worker"
+               for base in cls.__mro__)
