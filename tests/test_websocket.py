@@ -46,8 +46,6 @@ TIMEOUT = 10.0  # every client socket operation
 CLOSE = websocket.ABNF.OPCODE_CLOSE
 BINARY = websocket.ABNF.OPCODE_BINARY
 
-needs_server = pytest.mark.xfail(not REFERENCE, strict=True,
-                                 reason="issue 10: server side not yet built")
 geventserve_only = pytest.mark.skipif(REFERENCE, reason="geventserve's own log lines or options")
 
 
@@ -188,7 +186,6 @@ def connect_on_new_worker(port: int, old_pid: int) -> Optional[websocket.WebSock
 # -- Flask-Sock: the app takes environ["gunicorn.socket"] ---------------------------------------
 
 
-@needs_server
 @pytest.mark.parametrize("worker", [
     "gevent",
     pytest.param(GWS_WORKER, marks=gunicorn_lacks(
@@ -218,7 +215,6 @@ def test_flask_sock_text_binary_and_large_messages(worker):
         assert_no_errors(srv)
 
 
-@needs_server
 def test_flask_sock_server_closes():
     with serve("ws_echo:app") as srv:
         ws = ws_connect(srv.port)
@@ -235,7 +231,6 @@ def test_flask_sock_server_closes():
         assert_no_errors(srv)
 
 
-@needs_server
 def test_flask_sock_client_closes():
     with serve("ws_echo:app") as srv:
         ws = ws_connect(srv.port)
@@ -256,7 +251,6 @@ def test_flask_sock_client_closes():
         assert_no_errors(srv)
 
 
-@needs_server
 @geventserve_only
 def test_taken_over_connection_is_one_access_log_line():
     args = ("--access-logfile", "-", "--access-logformat", "%(r)s %(s)s %(L)s")
@@ -287,7 +281,6 @@ ENGINEIO_NEEDS_WSGI_WEBSOCKET = gunicorn_lacks(
     "gunicorn -k gevent has none: RuntimeError, 500")
 
 
-@needs_server
 @pytest.mark.parametrize("transports", ["websocket", "upgrade"])
 @pytest.mark.parametrize("worker,gevent_websocket", [
     pytest.param("gevent", True, id="gevent-with-gevent-websocket",
@@ -326,7 +319,6 @@ def test_flask_socketio(worker, gevent_websocket, transports):
         assert not re.search(r'HTTP/1\.1" 5\d\d ', srv.stdout), srv.stdout
 
 
-@needs_server
 @ENGINEIO_NEEDS_WSGI_WEBSOCKET
 def test_chat_example():
     with serve("chat:app", "--chdir", EXAMPLES) as srv:
@@ -357,7 +349,6 @@ def test_chat_example():
 NO_WSGI_WEBSOCKET = gunicorn_lacks("-k gevent offers no environ['wsgi.websocket']")
 
 
-@needs_server
 @pytest.mark.parametrize("worker", [pytest.param("gevent", marks=NO_WSGI_WEBSOCKET), GWS_WORKER])
 def test_gevent_websocket_app(worker):
     with serve("ws_geventwebsocket:app", worker=worker) as srv:
@@ -382,7 +373,6 @@ def test_gevent_websocket_app(worker):
         assert_no_errors(srv)
 
 
-@needs_server
 @pytest.mark.parametrize("worker", [
     pytest.param("gevent", marks=NO_WSGI_WEBSOCKET),
     pytest.param(GWS_WORKER, marks=gunicorn_lacks(
@@ -400,7 +390,6 @@ def test_wsgi_websocket_handshake_only_when_used(worker):
         assert_no_errors(srv)
 
 
-@needs_server
 @pytest.mark.parametrize("worker", [pytest.param("gevent", marks=NO_WSGI_WEBSOCKET), GWS_WORKER])
 def test_gevent_websocket_resource_broadcast(worker):
     """gevent-websocket's Resource and WebSocketApplication, and ws.handler.server.clients."""
@@ -418,7 +407,6 @@ def test_gevent_websocket_resource_broadcast(worker):
 # -- many connections, deadlines, the watchdog ---------------------------------------------------
 
 
-@needs_server
 @pytest.mark.timeout(300)
 def test_a_thousand_websockets_in_one_worker():
     count = 1000
@@ -445,7 +433,6 @@ def test_a_thousand_websockets_in_one_worker():
         assert_no_errors(srv)
 
 
-@needs_server
 def test_taken_over_connections_count_against_worker_connections():
     with serve("ws_echo:app", "--worker-connections", "2") as srv:
         first, second = ws_connect(srv.port), ws_connect(srv.port)
@@ -463,7 +450,6 @@ def test_taken_over_connections_count_against_worker_connections():
             close_all([first, second])
 
 
-@needs_server
 def test_idle_websocket_outlives_the_http_deadlines():
     with serve("ws_echo:app", "--keep-alive", "1", "--header-timeout", "1",
                "--body-timeout", "1") as srv:
@@ -477,7 +463,6 @@ def test_idle_websocket_outlives_the_http_deadlines():
         assert_no_errors(srv)
 
 
-@needs_server
 @geventserve_only
 def test_watchdog_names_a_blocked_websocket():
     with serve("ws_echo:app", "--timeout", "1") as srv:
@@ -497,7 +482,6 @@ def test_watchdog_names_a_blocked_websocket():
 # -- stops and reloads with WebSockets open ------------------------------------------------------
 
 
-@needs_server
 @GUNICORN_CUT
 def test_term_lets_websockets_run_until_the_graceful_timeout():
     grace = 3
@@ -523,7 +507,6 @@ def test_term_lets_websockets_run_until_the_graceful_timeout():
             assert srv.wait_for_log(cut_line(grace)).group(1) == "3"
 
 
-@needs_server
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["INT", "QUIT"])
 def test_fast_stop_closes_websockets_at_once(sig):
     with serve("ws_echo:app", "--graceful-timeout", "30") as srv:
@@ -542,7 +525,6 @@ def test_fast_stop_closes_websockets_at_once(sig):
         assert_no_errors(srv)
 
 
-@needs_server
 @GUNICORN_CUT
 def test_hup_moves_new_websockets_to_the_new_worker():
     grace = 5
@@ -567,7 +549,6 @@ def test_hup_moves_new_websockets_to_the_new_worker():
             assert srv.wait_for_log(cut_line(grace), start=start).group(1) == "1"
 
 
-@needs_server
 @gunicorn_lacks("the replacement starts only once the old worker has exited, after its "
                 "graceful timeout")
 @pytest.mark.parametrize("limit", [2])
@@ -599,7 +580,6 @@ def test_max_requests_retirement_is_bounded_by_the_graceful_timeout(limit):
 # -- worker classes geventserve does not run -----------------------------------------------------
 
 
-@needs_server
 @geventserve_only
 @pytest.mark.parametrize("name,kind", [
     ("gthread", r"\bthread(s|ed)?\b"),
