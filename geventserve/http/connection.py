@@ -197,7 +197,7 @@ class Connection:
                     return
                 if not self._receive_head():
                     return
-            request = ready.popleft()
+            request = ready.pop(0)
             if not request.complete:
                 if parser.error is not None:
                     # The fault lies in this request's body: answer it without the application.

@@ -24,8 +24,7 @@ over. llhttp parses every byte; this module only locates.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Deque, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import httptools
 
@@ -121,8 +120,9 @@ class RequestParser:
 
     def __init__(self, line_limit: int, fields_limit: int, field_size_limit: int) -> None:
         self._parser = httptools.HttpRequestParser(self)
-        #: requests whose head is complete, oldest first, not yet handed out
-        self.ready: Deque[Request] = deque()
+        #: requests whose head is complete, oldest first, not yet handed out (a list: rarely
+        #: more than one, and a deque takes 700 bytes more, per connection)
+        self.ready: List[Request] = []
         #: the fault that stopped the parser, answered after the requests in ``ready``
         self.error: Optional[HTTPError] = None
         self._line_limit = line_limit

@@ -42,7 +42,7 @@ def outcome(reads: Iterable[bytes], limits: Sequence[int] = LIMITS) -> Outcome:
         else:
             parser.feed(data)
         while parser.ready:
-            requests.append(parser.ready.popleft())
+            requests.append(parser.ready.pop(0))
     produced = tuple(Req(r.method, r.target, tuple(r.headers), bytes(r.body), r.complete)
                      for r in requests)
     return produced, (parser.error.status if parser.error is not None else None)
