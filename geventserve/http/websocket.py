@@ -57,6 +57,20 @@ def accept_key(environ: Dict[str, Any]) -> Optional[str]:
     return base64.b64encode(digest).decode("ascii")
 
 
+def handshake_answer(environ: Dict[str, Any], application: Any) -> bytes:
+    """The 101 answering a valid opening handshake (``accept_key``), as gevent-websocket's
+    handler writes it: a subprotocol only if the application names one for the path
+    (``app_protocol``, as its Resource does) that the client offered."""
+    head = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept_key(environ)}"]
+    app_protocol = getattr(application, "app_protocol", None)
+    if app_protocol is not None:
+        protocol = app_protocol(environ["PATH_INFO"])
+        if protocol and protocol in environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", ""):
+            head.append(f"Sec-WebSocket-Protocol: {protocol}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
+
 class _Server:
     """What ``ws.handler.server`` is to gevent-websocket apps (one per worker): the application,
     and the open WebSockets by client address (its chat example broadcasts through them)."""
@@ -96,13 +110,11 @@ class _Stream:
     """What the WebSocket reads and writes: the connection's socket, with the handshake answer
     sent before the first byte either way (on the first receive, send or close)."""
 
-    __slots__ = ("conn", "sock", "head", "pending", "state", "handler", "client")
+    __slots__ = ("conn", "sock", "pending", "state", "handler", "client")
 
-    def __init__(self, conn: Connection, head: bytes, handler: _Handler,
-                 client_class: type) -> None:
+    def __init__(self, conn: Connection, handler: _Handler, client_class: type) -> None:
         self.conn = conn
         self.sock = conn.sock
-        self.head = head
         self.pending = b""
         self.state = _WAITING
         self.handler = handler
@@ -117,7 +129,7 @@ class _Stream:
         handler = self.handler
         handler.server.clients[handler.client_address] = self.client(handler.client_address,
                                                                      handler.websocket)
-        self.sock.sendall(self.head)
+        self.sock.sendall(handshake_answer(handler.environ, handler.server.application))
 
     def read(self, size: int) -> bytes:
         """``size`` bytes, fewer only at the end of the stream."""
@@ -178,19 +190,10 @@ class WebSocketOffer:
     def offer(self, conn: Connection, environ: Dict[str, Any]) -> Optional[_Stream]:
         """Put the lazy WebSocket in ``environ`` if the request is a valid opening handshake;
         its stream, for ``finish``, or None."""
-        accept = accept_key(environ)
-        if accept is None:
+        if accept_key(environ) is None:
             return None
         handler = _Handler(self.server, environ, conn)
-        head = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
-                f"Sec-WebSocket-Accept: {accept}"]
-        app_protocol = getattr(self.server.application, "app_protocol", None)
-        if app_protocol is not None:  # gevent-websocket's Resource names its subprotocol
-            protocol = app_protocol(environ["PATH_INFO"])
-            if protocol and protocol in environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", ""):
-                head.append(f"Sec-WebSocket-Protocol: {protocol}")
-        stream = _Stream(conn, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1"), handler,
-                         self.client_class)
+        stream = _Stream(conn, handler, self.client_class)
         websocket = handler.websocket = self.websocket_class(environ, stream, handler)
         environ["wsgi.websocket_version"] = environ["HTTP_SEC_WEBSOCKET_VERSION"]
         environ["wsgi.websocket"] = websocket
