@@ -10,7 +10,7 @@ WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: run test lint docs bench system-deps bench-deps clean loadtest loadtest-compare \
-	loadtest-seeds
+	loadtest-seeds loadtest-chat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,12 @@ loadtest-compare: $(VENV)/.installed-load
 
 loadtest-seeds: $(VENV)/.installed-load system-deps
 	$(BIN)/python loadtests/run.py seeds $(LOAD_ARGS) -t $(SEEDS_RUN_TIME)
+
+# Chat users on open WebSockets, one worker (each user hears its whole room: a few hundred).
+CHAT_USERS ?= 200
+CHAT_SPAWN_RATE ?= 50
+loadtest-chat: $(VENV)/.installed-load
+	$(BIN)/python loadtests/run.py chat -u $(CHAT_USERS) -r $(CHAT_SPAWN_RATE) -t $(RUN_TIME)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

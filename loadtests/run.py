@@ -10,6 +10,9 @@ Three modes (``python loadtests/run.py MODE --help`` lists each one's flags):
 - ``seeds``: the Flask hello world (examples/hello.py) under the Flask development server,
   gunicorn (sync), gunicorn behind nginx, geventserve, geventserve behind nginx; writes the
   table into loadtests/README.md. ``make loadtest-seeds``.
+- ``chat``: the Flask-SocketIO chat room (examples/chat.py) under geventserve -k gevent, one
+  worker, its users on open WebSockets (loadtests/locustfile_chat.py); exits non-zero if
+  anything failed. ``make loadtest-chat``.
 
 Every server is a subprocess in its own process group on free loopback ports, started from the
 reports directory (so no ./geventserve.conf.py or ./gunicorn.conf.py is picked up) and stopped by
@@ -18,8 +21,8 @@ CSV and HTML reports go to loadtests/reports/; only the summaries are printed. T
 reads the command line: each mode is a module of loadtests/modes/, and the processes, ports and
 /proc figures come from the harness (harness/) that the tests and the benchmark share.
 
-Exit codes: 0 all went well; 1 some request failed (``run``); 2 bad command line; 3 a server
-could not start or did not answer its first requests; 4 locust itself failed.
+Exit codes: 0 all went well; 1 some request failed (``run``, ``chat``); 2 bad command line; 3 a
+server could not start or did not answer its first requests; 4 locust itself failed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from loadtests.modes import (
     EXIT_SERVER,
     REPORTS,
     LocustError,
+    chat,
     compare,
     positive,
     run,
@@ -45,14 +49,15 @@ from loadtests.modes import (
 )
 from loadtests.modes.measure import duration, raise_open_files_limit
 
-MODES = {"run": (run, "30s"), "compare": (compare, "30s"), "seeds": (seeds, "10s")}
+MODES = {"run": (run, "30s"), "compare": (compare, "30s"), "seeds": (seeds, "10s"),
+         "chat": (chat, "30s")}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loadtests/run.py", description=__doc__.split("\n\n")[0],
-        epilog="Exit codes: 0 ok; 1 some request failed (run); 2 bad command line; 3 a server "
-               "could not start or answer; 4 locust failed. Reports: loadtests/reports/.",
+        epilog="Exit codes: 0 ok; 1 some request failed (run, chat); 2 bad command line; 3 a "
+               "server could not start or answer; 4 locust failed. Reports: loadtests/reports/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
     for name, (module, run_time) in MODES.items():

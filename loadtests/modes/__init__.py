@@ -1,5 +1,5 @@
-"""The modes of loadtests/run.py, a module each (run, compare, seeds), and what they all share:
-paths, exit codes, errors."""
+"""The modes of loadtests/run.py, a module each (run, compare, seeds, chat), and what they all
+share: paths, exit codes, errors."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ REPORTS = HERE / "reports"
 README = HERE / "README.md"
 LOCUSTFILE_IO = HERE / "locustfile_io.py"
 LOCUSTFILE_HELLO = HERE / "locustfile_hello.py"
+LOCUSTFILE_CHAT = HERE / "locustfile_chat.py"
 
 EXIT_FAILURES = 1
 EXIT_SERVER = 3

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.process import Process, ProcessError
 from harness.procfs import group_cpu_seconds
-from loadtests.modes import EXIT_LOCUST, EXIT_SERVER, HERE, REPORTS, LocustError
+from loadtests.modes import EXIT_FAILURES, EXIT_LOCUST, EXIT_SERVER, HERE, REPORTS, LocustError
 
 LOCUST_MARGIN = 90.0  # seconds past --run-time before locust is declared stuck and killed
 
@@ -175,6 +175,19 @@ def summary_lines(stats: Stats) -> List[str]:
         lines.append("note: locust's CPU went above 90%: the client may have set these numbers")
     lines += [f"note: {note}" for note in stats.notes]
     return lines
+
+
+def conclude(stats: Stats, name: str) -> int:
+    """The summary of the one measurement of a mode, where its reports are, and the failure
+    rule: the exit code is EXIT_FAILURES if anything failed."""
+    print("\n".join(summary_lines(stats)))
+    print(f"reports: {REPORTS / f'{name}.html'}, {REPORTS / f'{name}_stats.csv'}, "
+          f"logs {REPORTS / f'{name}_*.log'}")
+    if stats.failures:
+        print(f"FAILED: {stats.failures} of {stats.requests} requests failed")
+        return EXIT_FAILURES
+    print("OK: no request failed")
+    return 0
 
 
 def measured(measure: Callable[[], Stats]) -> Tuple[Optional[Stats], int]:

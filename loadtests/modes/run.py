@@ -11,14 +11,13 @@ from typing import Tuple
 from harness.ports import free_port
 from loadtests.modes import (
     EXAMPLES,
-    EXIT_FAILURES,
     LOCUSTFILE_IO,
     REPORTS,
     positive,
     print_header,
     require,
 )
-from loadtests.modes.measure import Stats, run_locust, summary_lines
+from loadtests.modes.measure import Stats, conclude, run_locust
 from loadtests.modes.servers import preflight, start_server
 
 HELP = "geventserve -k gevent serving examples/io_bound.py"
@@ -66,11 +65,4 @@ def main(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         upstream = start_upstream(stack, "run", args)
         stats = measure_io("run", label, "geventserve", "gevent", upstream, args)
-    print("\n".join(summary_lines(stats)))
-    print(f"reports: {REPORTS / 'run.html'}, {REPORTS / 'run_stats.csv'}, "
-          f"logs {REPORTS / 'run_*.log'}")
-    if stats.failures:
-        print(f"FAILED: {stats.failures} of {stats.requests} requests failed")
-        return EXIT_FAILURES
-    print("OK: no request failed")
-    return 0
+    return conclude(stats, "run")
