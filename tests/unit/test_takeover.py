@@ -49,6 +49,12 @@ class Takeover:
     def count(self) -> None:
         self.done += 1
 
+    def __enter__(self) -> "Takeover":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.served.close()
+
     @property
     def conn(self):
         return self.served.conn
@@ -63,6 +69,12 @@ class Takeover:
             if not chunk:
                 return data
             data += chunk
+
+
+def answer(start_response, status: str, body: bytes) -> List[bytes]:
+    """An ordinary HTTP answer (to a WebSocket request: it declines the upgrade)."""
+    start_response(status, [("Content-Length", str(len(body)))])
+    return [body]
 
 
 @pytest.fixture
@@ -83,8 +95,7 @@ def echo_once_then_stop(t: Takeover, environ, start_response):
 
 
 def test_stop_iteration_ends_the_connection_with_nothing_more_sent(records):
-    t = Takeover(echo_once_then_stop)
-    try:
+    with Takeover(echo_once_then_stop) as t:
         t.peer.send(UPGRADE + b"GET /pipelined HTTP/1.1\r\nHost: a\r\n\r\n")
         t.served.until(lambda: t.conn.takeover)
         t.peer.send(b"frame")
@@ -95,8 +106,6 @@ def test_stop_iteration_ends_the_connection_with_nothing_more_sent(records):
         assert [line[:3] for line in t.lines] == [("/ws", "101 Switching Protocols", 0)]
         assert t.done == 1
         assert not [r for r in records.records if r.levelname in ("ERROR", "WARNING")]
-    finally:
-        t.served.close()
 
 
 def test_every_request_carries_the_socket():
@@ -104,18 +113,14 @@ def test_every_request_carries_the_socket():
 
     def app(t, environ, start_response):
         seen.append(environ["gunicorn.socket"])
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
+        return answer(start_response, "200 OK", b"ok")
 
-    t = Takeover(app)
-    try:
+    with Takeover(app) as t:
         for _ in range(2):
             t.peer.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert t.peer.response()[0] == 200
         assert seen == [t.conn.sock, t.conn.sock]
         assert t.conn.takeover == 0
-    finally:
-        t.served.close()
 
 
 def test_a_lent_connection_outlives_every_deadline():
@@ -126,8 +131,7 @@ def test_a_lent_connection_outlives_every_deadline():
         sock.sendall(b"late:" + sock.recv(100))  # the app's own wait, without a deadline
         raise StopIteration
 
-    t = Takeover(app)
-    try:
+    with Takeover(app) as t:
         t.peer.send(UPGRADE)
         t.served.until(lambda: t.conn.takeover)
         for _ in range(3):
@@ -136,8 +140,6 @@ def test_a_lent_connection_outlives_every_deadline():
         assert t.served.service.taken_over() == 1 and t.served.service.in_flight() == []
         t.peer.send(b"x")
         assert t.read_all() == b"HTTP/1.1 101 Switching Protocols\r\n\r\nlate:x"
-    finally:
-        t.served.close()
 
 
 def test_an_error_after_the_socket_was_lent_sends_no_answer(records):
@@ -145,15 +147,12 @@ def test_an_error_after_the_socket_was_lent_sends_no_answer(records):
         environ["gunicorn.socket"].sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
         raise ValueError("the app's own bug")
 
-    t = Takeover(app)
-    try:
+    with Takeover(app) as t:
         t.peer.send(UPGRADE)
         assert t.read_all() == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"  # no 500 after it
         assert t.served.ended()
         assert [line[1] for line in t.lines] == [None]
         assert any("may hold the connection" in r.getMessage() for r in records.records)
-    finally:
-        t.served.close()
 
 
 def test_a_killed_call_leaves_the_socket_alone():
@@ -164,23 +163,18 @@ def test_a_killed_call_leaves_the_socket_alone():
         started.set()
         gevent.sleep(60)
 
-    t = Takeover(app)
-    try:
+    with Takeover(app) as t:
         t.peer.send(UPGRADE)
         assert started.wait(5)
         t.served.task.kill(block=True, timeout=5)
         assert t.read_all() == b""
-    finally:
-        t.served.close()
 
 
 def test_a_declined_upgrade_is_an_ordinary_response():
     def app(t, environ, start_response):
-        start_response("403 Forbidden", [("Content-Length", "2")])
-        return [b"no"]
+        return answer(start_response, "403 Forbidden", b"no")
 
-    t = Takeover(app)
-    try:
+    with Takeover(app) as t:
         t.peer.send(UPGRADE)
         status, headers, body = t.peer.response()
         assert (status, body) == (403, b"no") and header(headers, "connection") is None
@@ -188,8 +182,6 @@ def test_a_declined_upgrade_is_an_ordinary_response():
         t.peer.send(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")  # the connection goes on
         assert t.peer.response()[0] == 403
         assert t.done == 2 and [line[1] for line in t.lines] == ["403 Forbidden"] * 2
-    finally:
-        t.served.close()
 
 
 # -- environ["wsgi.websocket"], lazily ----------------------------------------------------------
@@ -215,8 +207,7 @@ def test_wsgi_websocket_answers_the_handshake_on_first_use():
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ignored"]
 
-    t = Takeover(app, websockets=True)
-    try:
+    with Takeover(app, websockets=True) as t:
         t.peer.send(UPGRADE)
         t.served.until(lambda: t.conn.takeover == TAKEN)  # receive() sent the answer
         t.peer.send(frame(b"hi"))  # a client sends nothing before it has the answer
@@ -225,8 +216,6 @@ def test_wsgi_websocket_answers_the_handshake_on_first_use():
         assert t.served.ended()
         assert [line[1] for line in t.lines] == ["101 Switching Protocols"]
         assert t.served.service.handler.websockets.server.clients == {}
-    finally:
-        t.served.close()
 
 
 def test_wsgi_websocket_unused_sends_no_handshake_and_fails_afterwards():
@@ -234,11 +223,9 @@ def test_wsgi_websocket_unused_sends_no_handshake_and_fails_afterwards():
 
     def app(t, environ, start_response):
         kept.append(environ["wsgi.websocket"])
-        start_response("403 Forbidden", [("Content-Length", "2")])
-        return [b"no"]
+        return answer(start_response, "403 Forbidden", b"no")
 
-    t = Takeover(app, websockets=True)
-    try:
+    with Takeover(app, websockets=True) as t:
         t.peer.send(UPGRADE)
         assert t.peer.response()[:3:2] == (403, b"no")
         with pytest.raises(WebSocketError):
@@ -246,8 +233,6 @@ def test_wsgi_websocket_unused_sends_no_handshake_and_fails_afterwards():
         t.peer.sock.settimeout(0.2)
         with pytest.raises(socket.timeout):
             t.peer.sock.recv(10)  # nothing went out
-    finally:
-        t.served.close()
 
 
 @pytest.mark.parametrize("request_head", [
@@ -259,16 +244,11 @@ def test_wsgi_websocket_unused_sends_no_handshake_and_fails_afterwards():
 ], ids=["version", "key", "method", "connection", "plain"])
 def test_wsgi_websocket_only_for_valid_websocket_requests(request_head):
     def app(t, environ, start_response):
-        body = b"yes" if "wsgi.websocket" in environ else b"no"
-        start_response("200 OK", [("Content-Length", "3" if body == b"yes" else "2")])
-        return [body]
+        return answer(start_response, "200 OK", b"yes" if "wsgi.websocket" in environ else b"no")
 
-    t = Takeover(app, websockets=True)
-    try:
+    with Takeover(app, websockets=True) as t:
         t.peer.send(request_head)
         assert t.peer.response()[2] == b"no"
-    finally:
-        t.served.close()
 
 
 def test_wsgi_websocket_of_a_killed_call_gets_no_close_frame():
@@ -276,12 +256,9 @@ def test_wsgi_websocket_of_a_killed_call_gets_no_close_frame():
         environ["wsgi.websocket"].send("open")
         gevent.sleep(60)
 
-    t = Takeover(app, websockets=True)
-    try:
+    with Takeover(app, websockets=True) as t:
         t.peer.send(UPGRADE)
         t.served.until(lambda: t.conn.takeover == TAKEN)
         t.served.task.kill(block=True, timeout=5)
         assert t.read_all() == SWITCH + b"\x81\x04open"
         assert t.served.service.handler.websockets.server.clients == {}
-    finally:
-        t.served.close()
