@@ -35,7 +35,7 @@ import pytest
 import socketio
 import websocket
 
-from helpers import APPS, Client, Server, request, run_command, wait_until
+from helpers import APPS, Client, Server, make_certificate, request, run_command, wait_until
 
 REFERENCE = os.environ.get("GEVENTSERVE_WS_REFERENCE", "") == "gunicorn"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -270,6 +270,26 @@ def test_taken_over_connection_is_one_access_log_line():
         request_line, status, seconds = lines[0].rsplit(" ", 2)
         assert (request_line, status) == ("GET /echo HTTP/1.1", "101")
         assert float(seconds) >= 1.0  # how long the connection was held
+        assert_no_errors(srv)
+
+
+@geventserve_only
+@pytest.mark.parametrize("app,path", [("ws_echo:app", "/echo"), ("ws_geventwebsocket:app", "/")],
+                         ids=["gunicorn.socket", "wsgi.websocket"])
+def test_websocket_over_tls(tmp_path, app, path):
+    """Under TLS the socket the app takes over is the TLS one, either way."""
+    cert, key = make_certificate(str(tmp_path))
+    with serve(app, "--certfile", cert, "--keyfile", key, ready_path="") as srv:
+        srv.wait_for_log("Ready:")
+        ws = websocket.create_connection(f"wss://127.0.0.1:{srv.port}{path}", timeout=TIMEOUT,
+                                         sslopt={"ca_certs": cert})
+        try:
+            echo(ws, "over TLS")
+            big = os.urandom(1 << 20)
+            ws.send_binary(big)
+            assert ws.recv_data() == (BINARY, big)
+        finally:
+            ws.close(timeout=3)
         assert_no_errors(srv)
 
 
