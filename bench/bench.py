@@ -3,7 +3,9 @@
 Each server runs one worker pinned to CPU 0 (taskset); the load generator (wrk) is pinned to
 CPU 1. Servers are interleaved within each round, over several rounds, and the table reports
 medians: requests/s, p50 and p99 latency, errors, the worker's RSS, and the ratio
-geventserve / gunicorn. BENCH_QUICK=1 makes every run short. Not a test: nothing here asserts.
+geventserve / gunicorn. The ``websockets`` workload is bench/websockets.py (one round, its own
+client on CPU 1): memory per open WebSocket and echo round trips. BENCH_QUICK=1 makes every run
+short. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -199,6 +201,20 @@ def _still_open(sock: socket.socket) -> bool:
         return False
 
 
+def open_websockets(servers: str, count: int, quick: bool) -> str:
+    """bench/websockets.py (one round; the server on SERVER_CPU, its client on CLIENT_CPU): its
+    table, or why there is none."""
+    print(f"websockets: {count} open on {servers} ...", file=sys.stderr, flush=True)
+    active = max(count // 10, 1)
+    command = [sys.executable, os.path.join(BENCH, "websockets.py"), "--servers", servers,
+               "-n", str(count), "--active", str(active), "--duration", "5" if quick else "20",
+               "--server-cpu", SERVER_CPU, "--client-cpu", CLIENT_CPU]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if not done.stdout.strip():
+        return f"websockets: bench/websockets.py failed ({done.returncode}): {done.stderr[-500:]}\n"
+    return done.stdout
+
+
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds == seconds else "-"
 
@@ -208,11 +224,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds per measured run (default 10, or 3 with BENCH_QUICK=1)")
-    parser.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS) + ",idle",
+    parser.add_argument("--workloads",
+                        default=",".join(w.name for w in WORKLOADS) + ",idle,websockets",
                         help="comma-separated subset of: "
-                             + ", ".join(w.name for w in WORKLOADS) + ", idle")
+                             + ", ".join(w.name for w in WORKLOADS) + ", idle, websockets")
     parser.add_argument("--servers", default="geventserve,gunicorn")
     parser.add_argument("--idle-connections", type=int, default=10000)
+    parser.add_argument("--websockets", type=int, default=None,
+                        help="WebSockets held open (default 10 000, or 2 000 with BENCH_QUICK=1)")
     args = parser.parse_args(argv)
     quick = os.environ.get("BENCH_QUICK") == "1"
     duration = args.duration or (3.0 if quick else 10.0)
@@ -249,6 +268,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             idle[server] = idle_connections(server, args.idle_connections)
             print(f"{idle[server]['rss']:.0f} MiB", file=sys.stderr)
     report = render(results, idle, args, started, duration)
+    if "websockets" in wanted:
+        count = args.websockets or (2000 if quick else 10_000)
+        report += "\n" + open_websockets(args.servers, count, quick)
     print(report)
     with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
         fh.write(report)

@@ -29,21 +29,29 @@ import json
 import os
 import platform
 import resource
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the harness
+
+from harness import ROOT
+from harness.machine import machine_line, package_version
+from harness.ports import free_port
+from harness.process import Process, server_env
+from harness.procfs import cpu_seconds, machine_cpu_times, rss_mib
+from harness.servers import geventserve_command, gunicorn_command
+
 APPS = os.path.join(ROOT, "tests", "apps")
 RESULTS = os.path.join(ROOT, "bench", "results")
 APP = "ws_echo:app"
 HANDSHAKES_AT_ONCE = 200  # below the listen backlogs (2048)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PACKAGES = ("geventserve", "gunicorn", "gevent", "flask", "flask-sock", "simple-websocket")
 
 
 # -- the client process (gevent) -----------------------------------------------------------------
@@ -248,106 +256,39 @@ def run_client(port: int, count: int, active: int, interval: float, duration: fl
 # -- the orchestrator ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def children(pid: int) -> List[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry))
-    return found
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_times() -> List[int]:
-    """The machine's CPU times (/proc/stat "cpu" line): user nice system idle iowait irq
-    softirq steal."""
-    with open("/proc/stat") as fh:
-        return [int(v) for v in fh.readline().split()[1:9]]
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def server_command(name: str, port: int, connections: int) -> List[str]:
-    common = ["-k", "gevent", "-w", "1", "--worker-connections", str(connections + 100),
-              "--graceful-timeout", "3", "-b", f"127.0.0.1:{port}", "--chdir", APPS, APP]
+def server_command(name: str, port: int, connections: int, extra: Sequence[str] = ()) -> List[str]:
+    options = ["-k", "gevent", "-w", "1", "--worker-connections", str(connections + 100),
+               "--graceful-timeout", "3", "-b", f"127.0.0.1:{port}", "--chdir", APPS]
     if name == "geventserve":
-        return [sys.executable, "-m", "geventserve", *common]
+        return geventserve_command([*options, *extra], APP)
     if name == "gunicorn":
-        help_text = subprocess.run([sys.executable, "-m", "gunicorn", "--help"],
-                                   capture_output=True, text=True, timeout=60).stdout
-        extra = ["--no-control-socket"] if "--no-control-socket" in help_text else []
-        return [sys.executable, "-m", "gunicorn", *extra, *common]
+        return gunicorn_command(options, APP)
     raise SystemExit(f"unknown server {name!r}: geventserve or gunicorn")
 
 
-def versions() -> Dict[str, str]:
-    from importlib import metadata
-
-    found = {}
-    for package in ("geventserve", "gunicorn", "gevent", "flask", "flask-sock",
-                    "simple-websocket"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "-"
-    return found
-
-
 def measure(name: str, args: argparse.Namespace) -> Dict[str, Any]:
+    """One server's figures (or an "error"), its worker pinned to ``args.server_cpu`` and the
+    client to ``args.client_cpu`` when given."""
     port = free_port()
-    cmd = server_command(name, port, args.connections)
+    pin = ["taskset", "-c", args.server_cpu] if args.server_cpu else []
+    extra = shlex.split(args.geventserve_args or "")
+    cmd = pin + server_command(name, port, args.connections, extra)
     os.makedirs(RESULTS, exist_ok=True)
     log_path = os.path.join(RESULTS, f"websockets_{name}.log")
     result: Dict[str, Any] = {"server": name, "command": " ".join(cmd)}
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GEVENTSERVE_CMD_ARGS", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY")}
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(cmd, cwd=RESULTS, env=env, stdout=log, stderr=log,
-                                  start_new_session=True)
     client = None
+    server = Process(cmd, name=name, cwd=RESULTS, env=server_env(), log=log_path,
+                     stop_timeout=15)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
-                    answer.read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start; see {log_path}") from None
-                time.sleep(0.2)
-        workers = children(server.pid)
+        server.start()
+        server.wait_answer(f"http://127.0.0.1:{port}/", timeout=60)
+        workers = server.worker_pids()
         if len(workers) != 1:
             raise RuntimeError(f"{name}: expected one worker, found {workers}")
         worker = workers[0]
+        pin = ["taskset", "-c", args.client_cpu] if args.client_cpu else []
         client = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "client", "--port", str(port),
+            [*pin, sys.executable, os.path.abspath(__file__), "client", "--port", str(port),
              "--connections", str(args.connections), "--active", str(args.active),
              "--interval", str(args.interval), "--duration", str(args.duration),
              "--warmup", str(args.warmup)],
@@ -381,14 +322,14 @@ def measure(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         if opened["opened"]:
             result["kib_per_websocket"] = round((after - before) / opened["opened"], 1)
         cpu_start, wall_start = cpu_seconds(worker), time.monotonic()
-        machine_start = machine_times()
+        machine_start = machine_cpu_times()
         tell("load")
         load = hear("load")
         result.update(load)
         del result["event"]
         result["server_cpu"] = round((cpu_seconds(worker) - cpu_start)
                                      / (time.monotonic() - wall_start), 2)
-        spent = [b - a for a, b in zip(machine_start, machine_times())]
+        spent = [b - a for a, b in zip(machine_start, machine_cpu_times())]
         total = sum(spent) or 1
         # busy: all but idle and iowait, over every core; steal: taken by the hypervisor
         result["machine_busy"] = round(1 - (spent[3] + spent[4]) / total, 2)
@@ -400,20 +341,21 @@ def measure(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         result["error"] = str(exc)
         return result
     finally:
-        for proc in (client, server):
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(15)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    pass
+        if client is not None:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(client.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            proc.wait()
+            client.wait(15)
+        server.stop()
+
+
+def rss_kib(pid: int) -> int:
+    return round(rss_mib([pid]) * 1024)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def show(results: List[Dict[str, Any]], args: argparse.Namespace) -> str:
@@ -466,6 +408,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure the servers this many times, in turn (A B A B...): on a "
                              "shared machine, one round can meet a busier moment than another")
+    parser.add_argument("--server-cpu", help="pin the server to this CPU (taskset -c)")
+    parser.add_argument("--client-cpu", help="pin the client to this CPU")
+    parser.add_argument("--geventserve-args", help="more options for geventserve, as one "
+                                                   "string (-c experiment.conf.py)")
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     needed = args.connections + 1024
@@ -489,10 +435,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "websockets.json"), "w") as fh:
-        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.platform(),
-                   "cores": os.cpu_count(), "python": platform.python_version(),
-                   "versions": versions(), "settings": vars(args), "results": results}, fh,
-                  indent=2)
+        json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_line(),
+                   "platform": platform.platform(),
+                   "versions": {name: package_version(name) for name in PACKAGES},
+                   "settings": vars(args), "results": results}, fh, indent=2)
     return 1 if any("error" in r for r in results) else 0
 
 

@@ -45,6 +45,21 @@ def rss_mib(pids: Iterable[int]) -> float:
     return total_kib / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = _stat(str(pid))
+    if fields is None:
+        raise ProcessLookupError(f"no process {pid}")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_times() -> List[int]:
+    """The machine's CPU time so far, in ticks (the "cpu" line of /proc/stat): user, nice,
+    system, idle, iowait, irq, softirq, steal."""
+    with open("/proc/stat") as fh:
+        return [int(v) for v in fh.readline().split()[1:9]]
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of group ``pgid``,
     with what their reaped children used."""
