@@ -10,6 +10,7 @@ from typing import Any, Callable, List, Optional
 
 from .. import logs
 from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, Worker
+from .collector import Collector
 
 # Modules that must be cooperative for an I/O-bound app to scale; checked after the app loads.
 MUST_BE_PATCHED = ("socket", "ssl", "threading", "select", "time")
@@ -153,6 +154,8 @@ class GeventWorker(Worker):
         acceptors = [gevent.spawn(self._accept, listener) for listener in self.listeners]
         ticker = gevent.get_hub().loop.timer(0.0, TICK)
         ticker.start(self._tick)
+        collector = Collector(lambda: len(service.connections))
+        collector.start()
         self.stop_requested.wait()
         # -- graceful stop: no new connections, idle ones closed, busy ones finish
         self.alive = False
@@ -162,6 +165,7 @@ class GeventWorker(Worker):
         if not self.pool.join(timeout=self.config.graceful_timeout):
             self.log_cut_requests()
         ticker.stop()
+        collector.stop()
 
     def _tick(self) -> None:
         """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines."""
