@@ -512,7 +512,7 @@ class WSGIHandler:
             # LENT still: the application failed before it answered anything
             exchange.status = SWITCHING if websocket and conn.takeover == TAKEN else None
             exchange.app_headers = ()
-        elif not websocket and self.on_request_done is not None:
+        if not websocket and self.on_request_done is not None:
             self.on_request_done()
         if self.access is not None:
             self.access(environ, exchange.status, exchange.sent,

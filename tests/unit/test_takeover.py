@@ -262,3 +262,17 @@ def test_wsgi_websocket_of_a_killed_call_gets_no_close_frame():
         t.served.task.kill(block=True, timeout=5)
         assert t.read_all() == SWITCH + b"\x81\x04open"
         assert t.served.service.handler.websockets.server.clients == {}
+
+
+def test_stop_iteration_from_any_request_is_a_takeover():
+    """Not only WebSocket requests: the app wrote its own answer and ends the call so."""
+    def app(t, environ, start_response):
+        assert t.conn.takeover == 0  # nothing said it would take the socket
+        environ["gunicorn.socket"].sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine")
+        raise StopIteration
+
+    with Takeover(app) as t:
+        t.peer.send(b"GET /raw HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert t.read_all() == b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine"
+        assert t.served.ended()
+        assert t.done == 1 and [line[1] for line in t.lines] == [None]
