@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable, List
 
-from . import logs, process, sockets
+from . import logs, privileges, process, sockets
 from .exits import ExitCode
 from .loading import AppLoadError, load_app, prepare_path
 from .settings import Config
@@ -24,7 +24,9 @@ class StartupError(Exception):
 
 
 def configure_logs(config: Config) -> None:
-    """Point the logs where the settings say (OSError with one line if a file cannot open)."""
+    """Point the logs where the settings say (OSError with one line if a file cannot open),
+    their files given to --user/--group."""
+    logs.set_file_owner(privileges.owner(config))
     logs.setup(config.loglevel, config.errorlog, config.accesslog, config.access_log_format,
                config.access_log_json, config.capture_output)
 
