@@ -24,14 +24,16 @@ class Drain:
     def active(self) -> bool:
         return self.until > 0
 
-    def begin(self, delay: float) -> bool:
-        """TERM: start a drain of ``delay`` seconds. False when the stop is to begin at once:
-        no delay, or a drain already under way (a second TERM cuts it short)."""
+    def begin(self, delay: float, workers: Iterable[WorkerProcess]) -> bool:
+        """TERM: start a drain of ``delay`` seconds, the ``workers`` told at once. False when
+        the stop is to begin now: no delay, or a drain already under way (a second TERM cuts
+        it short)."""
         if delay <= 0 or self.active:
             if self.active:
                 logs.error_log.info("Handling signal: TERM: the drain delay is cut short")
             return False
         self.until = time.monotonic() + delay
+        self.over(workers)
         logs.error_log.info("Handling signal: TERM: draining for %gs (readiness 503, every "
                             "response with Connection: close), then a graceful stop", delay)
         return True

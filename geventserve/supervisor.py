@@ -226,7 +226,8 @@ class Supervisor(hooks.HookNames):
         self._reload()
 
     def on_term(self) -> None:
-        if self.drain.begin(0.0 if self.reexec.pid else self.config.drain_delay):
+        if self.drain.begin(0.0 if self.reexec.pid else self.config.drain_delay,
+                            self.workers.values()):
             return  # the graceful stop begins once the drain delay has passed
         logs.error_log.info("Handling signal: TERM (graceful stop)")
         self._stop(graceful=True)
