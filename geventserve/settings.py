@@ -454,34 +454,30 @@ def proxy_protocol_mode(value: Any) -> str:
     raise ValueError("expected off, v1, v2 or auto (gunicorn's values; true means auto)")
 
 
-def user_id(value: Any) -> Optional[int]:
-    """A user name or number, as its number; the user must exist."""
-    import pwd
-
+def _account(value: Any, by_number: Callable[[int], Any], by_name: Callable[[str], Any],
+             what: str) -> Optional[int]:
+    """A user or group (``what``) given by name or number, as its number; it must exist."""
     if value is None:
         return None
     try:
         if isinstance(value, int) and not isinstance(value, bool):
-            return pwd.getpwuid(value).pw_uid
+            return by_number(value)[2]
         text = string(value).strip()
-        return pwd.getpwuid(int(text)).pw_uid if text.isdigit() else pwd.getpwnam(text).pw_uid
+        return (by_number(int(text)) if text.isdigit() else by_name(text))[2]
     except (KeyError, OverflowError):
-        raise ValueError("no such user on this system") from None
+        raise ValueError(f"no such {what} on this system") from None
+
+
+def user_id(value: Any) -> Optional[int]:
+    import pwd
+
+    return _account(value, pwd.getpwuid, pwd.getpwnam, "user")
 
 
 def group_id(value: Any) -> Optional[int]:
-    """A group name or number, as its number; the group must exist."""
     import grp
 
-    if value is None:
-        return None
-    try:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return grp.getgrgid(value).gr_gid
-        text = string(value).strip()
-        return grp.getgrgid(int(text)).gr_gid if text.isdigit() else grp.getgrnam(text).gr_gid
-    except (KeyError, OverflowError):
-        raise ValueError("no such group on this system") from None
+    return _account(value, grp.getgrgid, grp.getgrnam, "group")
 
 
 @_shown_as("MASK")

@@ -1,6 +1,6 @@
 """Running in a fleet: the health paths answered by the worker itself, --drain-delay on TERM (readiness
 503 at once, still serving with Connection: close, then the graceful stop; a second TERM or INT
-cut it short), and the bad values of these flags."""
+cut it short). Their bad values are in test_settings.py."""
 
 import signal
 import threading
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import Client, Server, request, run_command, wait_until
+from helpers import Client, Server, request, wait_until
 
 HEALTH = ["--liveness-path", "/livez", "--readiness-path", "/readyz"]
 
@@ -182,25 +182,3 @@ def test_drain_under_load_loses_nothing():
         for thread in threads:
             thread.join(10)
     assert failures == []
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--drain-delay", "-1"], "invalid value '-1' for --drain-delay"),
-    (["--drain-delay", "soon"], "invalid value 'soon' for --drain-delay"),
-    (["--readiness-path", "readyz"], "invalid value 'readyz' for --readiness-path"),
-    (["--liveness-path", "/live z"], "invalid value '/live z' for --liveness-path"),
-    (["--liveness-path", "/h", "--readiness-path", "/h"], "must differ"),
-    (["--proxy-protocol", "v1", "--proxy-allow-from", ""], "--proxy-protocol needs"),
-    (["--proxy-protocol", "v3"], "invalid value 'v3' for --proxy-protocol"),
-    (["--max-worker-memory", "-5"], "invalid value '-5' for --max-worker-memory"),
-    (["--max-worker-lifetime", "long"], "invalid value 'long' for --max-worker-lifetime"),
-    (["--user", "no-such-user-here"], "no such user"),
-    (["--group", "no-such-group-here"], "no such group"),
-    (["--umask", "0999"], "invalid value '0999' for --umask"),
-])
-def test_bad_values_are_one_line_and_exit_1(args, message):
-    proc = run_command(["python", "-m", "geventserve", "-b", "127.0.0.1:0", *args,
-                        "wsgi_app:app"], timeout=30)
-    assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
-    assert "Listening" not in proc.stderr

@@ -3,6 +3,7 @@ whole and byte by byte; a good one is taken exactly, leaving the bytes after it 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -93,16 +94,15 @@ BAD = {
 }
 
 
-def _pair():
+@contextlib.contextmanager
+def sent(data, byte_by_byte=False):
+    """The reading end of a socketpair whose other end sends ``data`` from a thread (whole,
+    or one byte each millisecond), then shuts its writing side."""
     reader, sender = socket.socketpair()
     reader.settimeout(5)
     sender.settimeout(5)
-    return reader, sender
 
-
-def _send(sender, data, byte_by_byte, close):
-    """Send ``data`` from a thread, whole or one byte every millisecond, then close if asked."""
-    def run():
+    def send():
         try:
             if byte_by_byte:
                 for i in range(len(data)):
@@ -110,24 +110,25 @@ def _send(sender, data, byte_by_byte, close):
                     time.sleep(0.001)
             else:
                 sender.sendall(data)
-            if close:
-                sender.shutdown(socket.SHUT_WR)
+            sender.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the reader gave up first: what it saw is what is checked
-    thread = threading.Thread(target=run, daemon=True)
+
+    thread = threading.Thread(target=send, daemon=True)
     thread.start()
-    return thread
+    try:
+        with reader, sender:
+            yield reader
+    finally:
+        thread.join(5)
 
 
 @pytest.mark.parametrize("byte_by_byte", [False, True], ids=["whole", "byte-by-byte"])
 @pytest.mark.parametrize("name", GOOD)
 def test_good_header_is_taken_exactly(name, byte_by_byte):
     data, expected = GOOD[name]
-    reader, sender = _pair()
-    with reader, sender:
-        thread = _send(sender, data + AFTER, byte_by_byte, close=True)
+    with sent(data + AFTER, byte_by_byte) as reader:
         assert read_header(reader.recv) == expected
-        thread.join(5)
         rest = b""
         while chunk := reader.recv(4096):
             rest += chunk
@@ -138,36 +139,27 @@ def test_good_header_is_taken_exactly(name, byte_by_byte):
 @pytest.mark.parametrize("name", BAD)
 def test_bad_header_is_refused(name, byte_by_byte):
     data, message = BAD[name]
-    reader, sender = _pair()
-    with reader, sender:
-        thread = _send(sender, data + AFTER, byte_by_byte, close=True)
-        with pytest.raises(ProxyHeaderError, match=message):
-            read_header(reader.recv)
-        thread.join(5)
+    with sent(data + AFTER, byte_by_byte) as reader, \
+            pytest.raises(ProxyHeaderError, match=message):
+        read_header(reader.recv)
 
 
 @pytest.mark.parametrize("name", [name for name in GOOD if "longest" not in name])
 def test_truncated_header_is_refused(name):
     data, _ = GOOD[name]
     for cut in (1, len(data) // 2, len(data) - 1):
-        reader, sender = _pair()
-        with reader, sender:
-            thread = _send(sender, data[:cut], False, close=True)
-            with pytest.raises(ProxyHeaderError, match="closed the connection within"):
-                read_header(reader.recv)
-            thread.join(5)
-
-
-def test_nothing_sent_is_refused_at_the_close():
-    reader, sender = _pair()
-    with reader, sender:
-        sender.shutdown(socket.SHUT_WR)
-        with pytest.raises(ProxyHeaderError, match="closed the connection before"):
+        with sent(data[:cut]) as reader, \
+                pytest.raises(ProxyHeaderError, match="closed the connection within"):
             read_header(reader.recv)
 
 
+def test_nothing_sent_is_refused_at_the_close():
+    with sent(b"") as reader, pytest.raises(ProxyHeaderError, match="closed the connection before"):
+        read_header(reader.recv)
+
+
 def test_silence_times_out():
-    reader, sender = _pair()
+    reader, sender = socket.socketpair()
     with reader, sender:
         reader.settimeout(0.2)
         sender.sendall(b"PROXY TCP4 1.2")
