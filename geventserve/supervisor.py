@@ -9,7 +9,9 @@ Workers belong to a generation (generation.py). A reload (HUP) starts a new gene
 worker that asks to be replaced (--max-requests) leaves like an old-generation worker: it is
 told to stop (TERM, graceful) only once enough current workers are ready, so capacity never
 dips. A worker that is one too many (TTOU) is told to stop at once: one still starting if there
-is one, else the oldest.
+is one, else the oldest. Workers past --max-worker-memory or --max-worker-lifetime are marked to
+be replaced the same way (recycling.py). A TERM with --drain-delay first drains (drain.py);
+systemd hears how it goes (notify.py).
 """
 
 from __future__ import annotations
