@@ -11,6 +11,7 @@ from __future__ import annotations
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
+from ..health import paths
 from .connection import CLOSE, KEEP_ALIVE, Outcome, can_drain
 from .errors import HTTPError
 from .parser import Request
@@ -29,12 +30,7 @@ _HEAD = (b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
 
 def health_paths(liveness: Optional[str], readiness: Optional[str]) -> Dict[bytes, bool]:
     """The request targets answered here: True for readiness, False for liveness."""
-    paths: Dict[bytes, bool] = {}
-    if liveness:
-        paths[liveness.encode("latin-1")] = False
-    if readiness:
-        paths[readiness.encode("latin-1")] = True
-    return paths
+    return {path.encode("latin-1"): kind for path, kind in paths(liveness, readiness).items()}
 
 
 class HealthHandler:
