@@ -41,7 +41,7 @@ BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 _SLOT_SIZE = 4096
 _HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
 _LEAVES_QUEUE_AT = 9  # one byte: others accept on the listeners after this worker stops
-_DRAINING_AT = 10  # one byte: the server is stopping or draining (readiness answers 503)
+_DRAINING_AT = 11  # one byte: the server is stopping or draining (readiness answers 503)
 _RELOADS = struct.Struct("I")  # at offset 12: how many reloads the worker asked for
 _MESSAGE_AT = 16
 
