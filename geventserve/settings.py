@@ -223,6 +223,23 @@ def access_format(value: Any) -> str:
     return value
 
 
+# -- logging configs (issue 11)
+
+def optional_file(value: Any) -> Optional[str]:
+    """A file named in the settings, made absolute (the supervisor may change directory)."""
+    if value is None or value == "":
+        return None
+    return os.path.abspath(string(value))
+
+
+def log_config_dict(value: Any) -> Dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a dict, as logging.config.dictConfig takes")
+    return value
+
+
 def hook(arity: int) -> Validator:
     """A validator for a server hook taking ``arity`` positional arguments."""
     def validate(value: Any) -> Any:
@@ -423,6 +440,21 @@ SETTINGS: List[Setting] = [
     Setting("capture_output", LOGGING, ("--capture-output",), boolean, False, """
         Send the app's stdout and stderr (print, tracebacks of threads) to the error log file.""",
         action="store_true"),
+    # -- logging configs, as gunicorn's (issue 11)
+    Setting("logconfig", LOGGING, ("--logconfig", "--log-config"), optional_file, None, """
+        A logging config file in the ini format of logging.config.fileConfig, as gunicorn's
+        --log-config. The server logs to the loggers gunicorn.error and gunicorn.access; a
+        logger the file does not name keeps --error-logfile or --access-logfile.""",
+        metavar="FILE", examples=("/etc/gs/logging.ini", "/etc/gs/other.ini")),
+    Setting("logconfig_dict", LOGGING, (), log_config_dict, {}, """
+        Config file only: a dict for logging.config.dictConfig, laid over gunicorn's defaults
+        (handlers console and error_console, formatter generic) as gunicorn does. Takes
+        precedence over --log-config-json and --log-config.""",
+        examples=({"loggers": {"gunicorn.access": {"level": "WARNING"}}},)),
+    Setting("logconfig_json", LOGGING, ("--logconfig-json", "--log-config-json"), optional_file,
+            None, """
+        The same dict in a JSON file. Takes precedence over --log-config.""",
+        metavar="FILE", examples=("/etc/gs/logging.json", "/etc/gs/other.json")),
 ]
 
 # -- server hooks: functions in the config file, called at gunicorn's points with gunicorn's

@@ -24,9 +24,11 @@ class StartupError(Exception):
 
 
 def configure_logs(config: Config) -> None:
-    """Point the logs where the settings say (OSError with one line if a file cannot open)."""
+    """Point the logs where the settings say (OSError with one line if a file cannot open or
+    a logging config does not apply)."""
     logs.setup(config.loglevel, config.errorlog, config.accesslog, config.access_log_format,
-               config.access_log_json, config.capture_output)
+               config.access_log_json, config.capture_output, config.logconfig_dict,
+               config.logconfig_json, config.logconfig)
 
 
 def log_config_file(config: Config) -> None:
