@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from . import hooks, logs, process, sockets
+from . import hooks, logs, process, sockets, statsd
 from .config import ConfigError, ConfigSource
 from .exits import ExitCode
 from .generation import Generation, OnBootFailure, WorkerProcess
@@ -174,6 +174,7 @@ class Supervisor(hooks.HookNames):
         while self.stopping is None or not self.stopping.done(len(self.workers)):
             if self.stopping is None:
                 self._manage_workers()
+                statsd.note_workers(self.workers.values())
             self.wakeup.sleep(0.5)
             self._reap()
             self._handle_signals()
