@@ -223,6 +223,44 @@ def access_format(value: Any) -> str:
     return value
 
 
+# -- logging configs and statsd (issue 11)
+
+def optional_file(value: Any) -> Optional[str]:
+    """A file named in the settings, made absolute (the supervisor may change directory)."""
+    if value is None or value == "":
+        return None
+    return os.path.abspath(string(value))
+
+
+def log_config_dict(value: Any) -> Dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a dict, as logging.config.dictConfig takes")
+    return value
+
+
+def statsd_host(value: Any) -> Optional[str]:
+    from .statsd import parse_target
+
+    if value is None or value == "":
+        return None
+    parse_target(value)
+    return string(value)
+
+
+def statsd_prefix(value: Any) -> str:
+    from .statsd import check_name_part
+
+    return check_name_part(value, "the statsd prefix", ":|@#")
+
+
+def dogstatsd_tags(value: Any) -> str:
+    from .statsd import check_name_part
+
+    return check_name_part(value, "the dogstatsd tags", "|@#")
+
+
 def hook(arity: int) -> Validator:
     """A validator for a server hook taking ``arity`` positional arguments."""
     def validate(value: Any) -> Any:
@@ -424,6 +462,33 @@ SETTINGS: List[Setting] = [
     Setting("capture_output", LOGGING, ("--capture-output",), boolean, False, """
         Send the app's stdout and stderr (print, tracebacks of threads) to the error log file.""",
         action="store_true"),
+    # -- logging configs and statsd, as gunicorn's (issue 11)
+    Setting("logconfig", LOGGING, ("--logconfig", "--log-config"), optional_file, None, """
+        A logging config file in the ini format of logging.config.fileConfig, as gunicorn's
+        --log-config. The server logs to the loggers gunicorn.error and gunicorn.access; a
+        logger the file does not name keeps --error-logfile or --access-logfile.""",
+        metavar="FILE", examples=("/etc/gs/logging.ini", "/etc/gs/other.ini")),
+    Setting("logconfig_dict", LOGGING, (), log_config_dict, {}, """
+        Config file only: a dict for logging.config.dictConfig, laid over gunicorn's defaults
+        (handlers console and error_console, formatter generic) as gunicorn does. Takes
+        precedence over --log-config-json and --log-config.""",
+        examples=({"loggers": {"gunicorn.access": {"level": "WARNING"}}},)),
+    Setting("logconfig_json", LOGGING, ("--logconfig-json", "--log-config-json"), optional_file,
+            None, """
+        The same dict in a JSON file. Takes precedence over --log-config.""",
+        metavar="FILE", examples=("/etc/gs/logging.json", "/etc/gs/other.json")),
+    Setting("statsd_host", LOGGING, ("--statsd-host",), statsd_host, None, """
+        Send gunicorn's statsd metrics (gunicorn.requests, gunicorn.request.duration,
+        gunicorn.request.status.NNN, gunicorn.workers, gunicorn.log.*) to HOST:PORT over UDP
+        (port 8125 if none is given) or to unix:PATH (a unix datagram socket). A metric is
+        dropped rather than waited for; a host that does not resolve is a warning.""",
+        metavar="ADDRESS", examples=("127.0.0.1:8125", "unix:/run/statsd.sock")),
+    Setting("statsd_prefix", LOGGING, ("--statsd-prefix",), statsd_prefix, "", """
+        Prefix of the statsd metric names (a dot is added after it, as gunicorn does).""",
+        metavar="PREFIX", examples=("myapp", "shop.web")),
+    Setting("dogstatsd_tags", LOGGING, ("--dogstatsd-tags",), dogstatsd_tags, "", """
+        DogStatsD tags appended to every metric, comma-separated (env:prod,team:web).""",
+        metavar="TAGS", examples=("env:prod", "env:test,team:web")),
 ]
 
 # -- issue 12: running in a fleet (health, drain, PROXY protocol, privileges, recycling)

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from . import hooks, logs, privileges, process, sockets
+from . import hooks, logs, privileges, process, sockets, statsd
 from .config import ConfigError, ConfigSource
 from .drain import Drain
 from .exits import ExitCode
@@ -182,6 +182,7 @@ class Supervisor(hooks.HookNames):
         while self.stopping is None or not self.stopping.done(len(self.workers)):
             if self.stopping is None:
                 self._manage_workers()
+                statsd.note_workers(self.workers.values())
                 if self.drain.over(self.workers.values()):
                     self._stop(graceful=True)
             self.notify.update(self)

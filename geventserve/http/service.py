@@ -13,7 +13,7 @@ import socket
 from time import monotonic
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
-from .. import SERVER_SOFTWARE, logs, tls
+from .. import SERVER_SOFTWARE, logs, statsd, tls
 from ..settings import Config
 from .connection import Connection, RequestHandler, ServerState
 from .health import HealthHandler, health_paths
@@ -88,7 +88,7 @@ class Service:
         self.on_request_limit = on_request_limit
         self.handler: RequestHandler = WSGIHandler(
             app, proxies=self.proxies,
-            access=logs.log_access if logs.access_enabled() else None,
+            access=statsd.request_path(logs.log_access if logs.access_enabled() else None),
             pre_request=pre_request, post_request=post_request,
             on_request_done=self.request_done, clock=clock)
         paths = health_paths(config.liveness_path, config.readiness_path)
