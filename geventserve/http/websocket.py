@@ -110,7 +110,7 @@ class _Stream:
     """What the WebSocket reads and writes: the connection's socket, with the handshake answer
     sent before the first byte either way (on the first receive, send or close)."""
 
-    __slots__ = ("conn", "sock", "pending", "state", "handler", "client")
+    __slots__ = ("conn", "sock", "pending", "state", "handler", "client_class")
 
     def __init__(self, conn: Connection, handler: _Handler, client_class: type) -> None:
         self.conn = conn
@@ -118,7 +118,7 @@ class _Stream:
         self.pending = b""
         self.state = _WAITING
         self.handler = handler
-        self.client = client_class
+        self.client_class = client_class  # gevent-websocket's Client, for server.clients
 
     def _open(self) -> None:
         if self.state == _FINISHED:
@@ -127,8 +127,8 @@ class _Stream:
         conn = self.conn
         conn.takeover = TAKEN  # from the first byte of the answer, the socket is the app's
         handler = self.handler
-        handler.server.clients[handler.client_address] = self.client(handler.client_address,
-                                                                     handler.websocket)
+        address = handler.client_address
+        handler.server.clients[address] = self.client_class(address, handler.websocket)
         self.sock.sendall(handshake_answer(handler.environ, handler.server.application))
 
     def read(self, size: int) -> bytes:
