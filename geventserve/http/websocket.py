@@ -17,6 +17,7 @@ import base64
 import binascii
 import errno
 import hashlib
+import importlib.util
 import sys
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -161,40 +162,56 @@ class _Stream:
 
 class WebSocketOffer:
     """``environ["wsgi.websocket"]`` and ``["wsgi.websocket_version"]`` for the valid WebSocket
-    requests of one worker, with gevent-websocket's classes (``load`` returns None when that
-    package is not importable: python-engineio then uses simple-websocket)."""
+    requests of one worker, with gevent-websocket's classes, imported at the first one (a worker
+    that never sees one spares their memory). ``load`` returns None when that package is not
+    installed: python-engineio then takes gunicorn.socket, through simple-websocket."""
 
-    def __init__(self, application: Callable[..., Any], websocket_class: type,
-                 client_class: type) -> None:
+    def __init__(self, application: Callable[..., Any]) -> None:
         self.server = _Server(application)
-        self.websocket_class = websocket_class
-        self.client_class = client_class
+        self._classes: Optional[Tuple[type, type]] = None
+        self._importable = True
 
     @classmethod
     def load(cls, application: Callable[..., Any]) -> Optional[WebSocketOffer]:
         try:
-            from geventwebsocket.handler import Client
-            from geventwebsocket.websocket import WebSocket
-        except ImportError:
-            return None
+            found = importlib.util.find_spec("geventwebsocket") is not None
+        except (ImportError, ValueError):
+            found = False
+        return cls(application) if found else None
 
-        class LazyWebSocket(WebSocket):  # type: ignore[misc,valid-type]
-            __slots__ = ()  # and so no settimeout, which python-engineio would call
+    def _gevent_websocket(self) -> Optional[Tuple[type, type]]:
+        """gevent-websocket's WebSocket, made lazy, and its Client; None if not importable."""
+        if self._classes is None and self._importable:
+            try:
+                from geventwebsocket.handler import Client
+                from geventwebsocket.websocket import WebSocket
+            except ImportError as exc:
+                logs.error_log.debug("no environ['wsgi.websocket']: %s", exc)
+                self._importable = False
+                return None
 
-            def __del__(self) -> None:
-                """gevent-websocket's closes the WebSocket when collected; this one stays as
-                the request left it (an unused one must never answer the handshake)."""
+            class LazyWebSocket(WebSocket):  # type: ignore[misc,valid-type]
+                __slots__ = ()  # and so no settimeout, which python-engineio would call
 
-        return cls(application, LazyWebSocket, Client)
+                def __del__(self) -> None:
+                    """gevent-websocket's closes the WebSocket when collected; this one stays
+                    as the request left it (an unused one must never answer the handshake)."""
+
+            self._classes = (LazyWebSocket, Client)
+        return self._classes
 
     def offer(self, conn: Connection, environ: Dict[str, Any]) -> Optional[_Stream]:
         """Put the lazy WebSocket in ``environ`` if the request is a valid opening handshake;
         its stream, for ``finish``, or None."""
         if accept_key(environ) is None:
             return None
+        classes = self._gevent_websocket()
+        if classes is None:
+            return None
+        websocket_class, client_class = classes
         handler = _Handler(self.server, environ, conn)
-        stream = _Stream(conn, handler, self.client_class)
-        websocket = handler.websocket = self.websocket_class(environ, stream, handler)
+        stream = _Stream(conn, handler, client_class)
+        websocket = handler.websocket = websocket_class(environ, stream, handler)
         environ["wsgi.websocket_version"] = environ["HTTP_SEC_WEBSOCKET_VERSION"]
         environ["wsgi.websocket"] = websocket
         return stream
