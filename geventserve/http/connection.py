@@ -38,8 +38,9 @@ from .settings import HTTPSettings
 
 # One receive buffer per worker (see ServerState).
 RECV_BUFFER_SIZE = 64 * 1024
-# An unread request body is read and dropped, up to this many bytes, so that the connection can
-# carry the next request; a longer one closes it.
+# The rest of a request body the application left unread is dropped, up to this many bytes, if it
+# is already there, so that the connection can carry the next request; a longer one, or one
+# whose rest has not come, closes it (gently: see Connection._linger).
 UNREAD_BODY_LIMIT = 256 * 1024
 # Body bytes read ahead, before the application runs, to notice a body cut short.
 PEEK_LIMIT = 64 * 1024
@@ -60,9 +61,10 @@ _socket_timeout = socket.timeout
 
 
 def can_drain(request: Request) -> bool:
-    """Whether the unread rest of ``request``'s body will be read and dropped so that the
+    """Whether the unread rest of ``request``'s body may be read and dropped so that the
     connection can carry the next request: not when the client waits for 100 Continue (it
-    might never send the body), nor when more than UNREAD_BODY_LIMIT bytes are known to remain."""
+    might never send the body), nor when more than UNREAD_BODY_LIMIT bytes are known to remain.
+    Only what is already there is read (Connection.body_is_here)."""
     return not request.expect_continue and (
         request.content_length is None
         or request.content_length - request.received <= UNREAD_BODY_LIMIT)
@@ -361,21 +363,33 @@ class Connection:
             self.broken = True
             raise MalformedBody.from_fault(parser.error)
 
+    def body_is_here(self, request: Request) -> bool:
+        """Whether the rest of ``request``'s body, which the application has not read (yet),
+        is already there: what is there is taken in for it, up to PEEK_LIMIT bytes in all,
+        without waiting. When it is not, the response says Connection: close."""
+        return can_drain(request) and self._take_waiting(request, PEEK_LIMIT)
+
     def _drain(self, request: Request) -> bool:
-        """Read and drop the unread rest of the body; False to close the connection instead."""
+        """Drop the unread rest of the body, if it is already there (up to UNREAD_BODY_LIMIT
+        bytes): a body that never ends must not hold the connection. False to close it."""
         if self.broken or not can_drain(request):
             return False
         request.discard = True
         request.body.clear()
-        limit = request.received + UNREAD_BODY_LIMIT
-        try:
-            while not request.complete:
-                if request.received > limit:
-                    return False
-                self.fill_body(request)
-        except (HTTPError, OSError):
-            return False
-        return True
+        return self._take_waiting(request, UNREAD_BODY_LIMIT)
+
+    def _take_waiting(self, request: Request, limit: int) -> bool:
+        """Take in the body bytes already there, without waiting, until the body is complete
+        or ``limit`` more bytes came for it (kept, or dropped when ``request.discard``):
+        whether it is complete."""
+        parser = self.parser
+        limit += request.received
+        while not request.complete and request.received < limit and parser.error is None:
+            received = self._receive_now()
+            if not received:  # nothing there yet (None), or the client's close (0)
+                break
+            parser.feed(self.state.buffer, received)
+        return request.complete
 
     # -- sending ----------------------------------------------------------------------------
 

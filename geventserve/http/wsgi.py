@@ -20,7 +20,7 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
-from .connection import CLOSE, KEEP_ALIVE, Outcome, can_drain
+from .connection import CLOSE, KEEP_ALIVE, Outcome
 from .errors import ClientGone, HTTPError
 from .framing import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, response_framing
 from .hooks import HookRequest, HookResponse
@@ -321,8 +321,8 @@ class Exchange:
             extra.append(b"Transfer-Encoding: chunked\r\n")
         elif kind == UNTIL_CLOSE:
             close = True
-        if not close and not request.complete and not can_drain(request):
-            close = True  # the rest of the body will not be read: the connection cannot go on
+        if not close and not request.complete and not conn.body_is_here(request):
+            close = True  # the rest of the body may never come: the connection cannot go on
         if close:
             extra.append(b"Connection: close\r\n")
         elif request.version == "1.0":
