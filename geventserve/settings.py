@@ -371,17 +371,19 @@ SETTINGS: List[Setting] = [
         Seconds a request body may stall (or a client may stop reading the response) before the
         request ends with 408 or the connection is closed.""", examples=("60", "90")),
     # -- request limits
-    Setting("limit_request_line", LIMITS, ("--limit-request-line",), int_between(0, 8190), 4094, """
-        Longest request line in bytes (method, target and version), 0 to 8190; longer gets 414.
-        0 means the 8190 maximum.""", examples=("2048", "8190")),
+    Setting("limit_request_line", LIMITS, ("--limit-request-line",), int_between(0, 8190), 8190, """
+        Longest request line in bytes (method, target and version), 0 to 8190; longer gets 414
+        (400 when it is the method that makes it longer). 0 means the 8190 maximum. RFC 9112
+        recommends taking at least 8000.""", examples=("4094", "8190")),
     Setting("limit_request_fields", LIMITS, ("--limit-request-fields",),
             int_between(0, 32768), 100, """
         Most header fields in a request, 0 to 32768; more gets 431. 0 means 32768.""",
         examples=("50", "200")),
     Setting("limit_request_field_size", LIMITS, ("--limit-request-field-size",),
             int_between(0, 65536), 8190, """
-        Largest header field in bytes (name, colon and value), 0 to 65536; larger gets 431. 0
-        means 65536.""", examples=("4096", "16384")),
+        Largest header field line in bytes (name, colon, value and CRLF, as gunicorn counts
+        it), 0 to 65536; larger gets 431. It also bounds a chunk line of a chunked body (the
+        size and its extensions: 400). 0 means 65536.""", examples=("4096", "16384")),
     # -- application
     Setting("wsgi_app", APP, (), app_spec, None, """
         The application, as MODULE:ATTRIBUTE, MODULE:FACTORY(ARGS) or MODULE (which looks for
