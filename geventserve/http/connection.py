@@ -87,6 +87,11 @@ class Outcome(Enum):
 KEEP_ALIVE, CLOSE = Outcome.KEEP_ALIVE, Outcome.CLOSE
 
 
+class Evicted(Exception):
+    """Thrown into a connection that waits for a request head when its worker needs the
+    place for a new one (see eviction.py)."""
+
+
 class RequestHandler(Protocol):
     """Answers the requests of a connection (``wsgi.WSGIHandler``)."""
 
@@ -117,7 +122,8 @@ class Connection:
     __slots__ = ("sock", "settings", "handler", "state", "clock", "wait_readable", "tls",
                  "parser", "listener_environ", "remote_addr", "remote_port", "trusted_proxy",
                  "idle", "broken", "response_started", "request", "request_started", "deadline",
-                 "task", "_timeout", "_head_deadline")
+                 "task", "evictable", "head_received", "waiting_since", "_timeout",
+                 "_head_deadline")
 
     def __init__(self, sock: socket.socket, settings: HTTPSettings, handler: RequestHandler,
                  state: ServerState, *, listener_environ: Dict[str, Any], remote_addr: str = "",
@@ -150,6 +156,11 @@ class Connection:
         self.deadline = 0.0
         #: what the gevent worker interrupts when the deadline passes (its greenlet)
         self.task: Any = None
+        #: waiting for a request head (or the TLS handshake): may be closed to make room
+        self.evictable = False
+        #: bytes received towards the request head awaited, and since when it is awaited
+        self.head_received = 0
+        self.waiting_since = clock()
         self._timeout: Optional[float] = None
         self._head_deadline: Optional[float] = clock() + settings.header_timeout
 
@@ -167,6 +178,8 @@ class Connection:
                 self._serve()
         except ClientGone as exc:
             logs.error_log.debug("client went away: %s", exc)
+        except Evicted as exc:
+            logs.error_log.debug("connection closed: %s", exc)
         except (ConnectionError, _socket_timeout) as exc:
             logs.error_log.debug("connection ended: %s", exc)
         except OSError as exc:
@@ -211,6 +224,8 @@ class Connection:
                 self._head_deadline = clock() + self.settings.header_timeout
             else:
                 self._head_deadline = None
+                self.head_received = 0
+                self.waiting_since = clock()
 
     def _end(self, outcome: Outcome, request: Request) -> None:
         """The connection carries no more requests after ``request``'s answer. CLOSE: close()
@@ -227,6 +242,7 @@ class Connection:
 
         header_timeout = self.settings.header_timeout
         self._arm(header_timeout)
+        self.evictable = True
         try:
             first = self.sock.recv(1, socket.MSG_PEEK)
             if not first:
@@ -251,6 +267,7 @@ class Connection:
             return False
         finally:
             self.deadline = 0.0
+            self.evictable = False
         return True
 
     def _receive_head(self) -> bool:
@@ -270,6 +287,7 @@ class Connection:
         if wait > 0:
             self._arm(wait)
             self.idle = deadline is None
+            self.evictable = True
             try:
                 if deadline is None and self.wait_readable is not None:
                     # Between keep-alive requests, go through the event loop even if the next
@@ -280,11 +298,12 @@ class Connection:
             except _socket_timeout:
                 received = self._receive_now()
             finally:
-                self.idle = False
+                self.idle = self.evictable = False
                 self.deadline = 0.0
         else:
             received = self._receive_now()
         if received:
+            self.head_received += received
             if deadline is None:
                 self._head_deadline = self.clock() + settings.header_timeout
             self.parser.feed(self.state.buffer, received)
@@ -497,6 +516,14 @@ class Connection:
         task = self.task
         if task is not None:
             task.throw(_socket_timeout("timed out"))
+
+    def evict(self) -> None:
+        """Called from the event loop (as the deadline sweep is): close this connection, which
+        waits for a request head, to make room for a new one."""
+        task = self.task
+        if task is not None and self.evictable:
+            self.evictable = False
+            task.throw(Evicted("closed to make room for a new connection"))
 
     def end_if_idle(self, grace: float) -> None:
         """For a graceful stop: end this connection within ``grace`` seconds if it waits for a

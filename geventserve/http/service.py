@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
 from .. import SERVER_SOFTWARE, logs, statsd, tls
 from ..settings import Config
+from . import eviction
 from .connection import Connection, ServerState
 from .proxy import TrustedProxies
 from .settings import HTTPSettings
@@ -149,6 +150,16 @@ class Service:
         for conn in [c for c in self.connections if 0.0 < c.deadline < now]:
             if 0.0 < conn.deadline < now:  # the previous interrupt may have moved it on
                 conn.interrupt()
+
+    def make_room(self) -> bool:
+        """The worker's pool is full and a client waits to connect: close the connection that
+        can best spare its place (eviction.choose); False if none may be closed. Run from the
+        event loop (the gevent worker's), as interrupt_expired is."""
+        conn = eviction.choose(self.connections)
+        if conn is None:
+            return False
+        conn.evict()
+        return True
 
     def request_done(self) -> None:
         self.requests += 1

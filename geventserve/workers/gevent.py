@@ -181,7 +181,7 @@ class GeventWorker(Worker):
         serve = self.service.serve
         while self.alive:
             if pool.full():
-                pool.wait_available()
+                self._make_room(listener)
                 continue
             try:
                 sock, peer = listener.accept()
@@ -203,6 +203,21 @@ class GeventWorker(Worker):
                 self.stop_requested.set()
                 return
             pool.spawn(serve, sock, peer, listener)
+
+    def _make_room(self, listener: Any) -> None:
+        """The pool is full: once a client waits to connect on ``listener``, have the service
+        close a connection that can spare its place (http/eviction.py; from the event loop,
+        where connections are interrupted), then wait for a place."""
+        import gevent
+        from gevent.socket import wait_read
+
+        try:
+            wait_read(listener.fileno(), timeout=TICK)
+        except (OSError, ValueError):  # nobody waits yet (or the listener is closing)
+            return
+        if self.pool.full():
+            gevent.get_hub().loop.run_callback(self.service.make_room)
+            self.pool.wait_available(timeout=TICK)
 
     def _drain_and_close_listeners(self) -> None:
         """Close the listeners; when no one else will accept on them, take the connections
