@@ -57,12 +57,14 @@ _UNRESOLVED = -2  # a message ended in this read, where is yet to be worked out
 
 
 class _Resplit(Exception):
-    """Raised from on_headers_complete: the piece being fed goes on into a chunked body, which
-    must be walked before llhttp is fed it."""
+    """Raised from a callback: the piece being fed goes on where llhttp must not go yet, into
+    a chunked body (which is walked first) from ``at``, or past the limit of a request line
+    that begins at ``at`` (``cap``: where)."""
 
-    def __init__(self, body_at: int) -> None:
-        super().__init__(body_at)
-        self.body_at = body_at
+    def __init__(self, at: int, cap: int = -1) -> None:
+        super().__init__(at, cap)
+        self.at = at
+        self.cap = cap
 
 
 # Field names that the parser itself acts upon, lower-cased.
@@ -122,7 +124,7 @@ class RequestParser:
 
     __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit",
                  "_field_size_limit", "_head_limit", "_request", "in_head", "_head_bytes",
-                 "_url_parts", "_url_budget", "_fields", "_hosts", "_te", "_cl", "_expect",
+                 "_url_parts", "_fields", "_hosts", "_te", "_cl", "_expect",
                  "_content_types", "_stopped", "stopped", "_data", "_size", "_phase", "_next_at",
                  "_head_at", "_end_at", "_piece_end", "_last", "_line_end", "_line_length",
                  "_head_first", "_tail", "_method_line", "_walk", "_buffer", "_buffer_view",
@@ -144,7 +146,6 @@ class RequestParser:
         self.in_head = False
         self._head_bytes = 0
         self._url_parts: List[bytes] = []
-        self._url_budget = 0
         self._fields = 0
         self._hosts = 0
         self._te: Optional[bytes] = None
@@ -229,11 +230,21 @@ class RequestParser:
                         end = size  # no head here can pass the limit: the usual read, whole
                     else:
                         end = self._locate_head(data, pos, size)
+                    if end >= 0:
+                        cap = self._line_cap(data, pos, end, 0)
+                        if cap >= 0:
+                            self._refuse_long_line(view, pos, cap)
+                            return
                 elif phase == _LENGTH:
                     end = pos + self._request.content_length - self._request.received  # type: ignore
                     if end > size:
                         end = size
                 elif phase == _HEAD:
+                    if not self._line_end:  # the request line goes on from an earlier read
+                        cap = self._line_cap(data, pos, size, self._head_bytes)
+                        if cap >= 0:
+                            self._refuse_long_line(view, pos, cap)
+                            return
                     end = self._locate_head_rest(data, pos, size)
                 else:
                     pos = self._feed_chunked(data, view, pos, size)
@@ -282,7 +293,12 @@ class RequestParser:
         if isinstance(exc, httptools.HttpParserCallbackError):
             fault = exc.__context__  # what the callback raised
             if isinstance(fault, _Resplit):
-                return self._resplit(view, fault.body_at)
+                if fault.cap >= 0:
+                    self._parser = self._new_parser()
+                    self._next_at = fault.at
+                    self._refuse_long_line(view, fault.at, fault.cap)
+                    return -1
+                return self._resplit(view, fault.at)
             self._fail(fault if isinstance(fault, HTTPError) else BadRequest("malformed request"))
         elif isinstance(exc, httptools.HttpParserInvalidMethodError):
             at = self._head_at
@@ -430,6 +446,34 @@ class RequestParser:
                 self._head_first += bytes(data[:min(size, _KEEP_FIRST - len(self._head_first))])
             self._tail = (self._tail + bytes(data[max(0, size - _KEEP_LAST):size]))[-_KEEP_LAST:]
 
+    def _line_cap(self, data: Any, pos: int, end: int, seen: int) -> int:
+        """Where the request line that begins (or goes on, ``seen`` bytes of it having come)
+        at ``pos`` in the read passes --limit-request-line, if it does before ``end``: -1 if
+        not. llhttp is fed up to there and no further, so that an error it finds in the line
+        before that point is the answer, and the limit otherwise, however the bytes came."""
+        start = pos
+        if not seen:
+            while data[start] == _CR or data[start] == _LF:  # empty lines before the request
+                start += 1
+                if start == end:
+                    return -1
+        room = self._line_limit + 2 - seen  # the line and its CRLF
+        if end - start < room or data.find(b"\n", start, start + room) >= 0:
+            return -1
+        return start + room
+
+    def _refuse_long_line(self, view: memoryview, pos: int, cap: int) -> None:
+        """The request line passes the limit at ``cap`` in the read: feed it up to there (an
+        error in it, a method refused, has its own answer), then refuse it: 414."""
+        self._piece_end = cap
+        try:
+            self._parser.feed_data(view[pos:cap])
+        except Exception as exc:
+            self._after_error(exc, view, pos)
+        if self.error is None and self._method_line is None:
+            self._fail(URITooLong(f"the request line is longer than {self._line_limit} bytes "
+                                  "(--limit-request-line)"))
+
     def _refuse_large_head(self, view: memoryview, pos: int, limit: int) -> None:
         """The head passes the limits at ``limit`` in the read: feed it up to there (a field
         too long, say, has its own answer), then refuse it."""
@@ -468,23 +512,21 @@ class RequestParser:
         at = self._next_at
         if at == _UNRESOLVED:  # a message follows another in this read (pipelining)
             at = self._end_of_last()
+            cap = self._line_cap(self._data, at, self._piece_end, 0)
+            if cap >= 0:  # its request line passes the limit within the piece: not so far
+                self._head_at = at
+                raise _Resplit(at, cap)
         self._head_at = at
         self._url_parts = []
-        self._url_budget = -1
         self._fields = self._hosts = self._content_types = 0
         self._te = self._cl = self._expect = None
 
     def on_url(self, part: bytes) -> None:
-        if self._url_budget < 0:  # the first part of the target: the method is known
+        # The request line's length is bounded by what llhttp is fed (_line_cap).
+        if not self._url_parts:  # the first part of the target: the method is known
             raw_method = self._parser.get_method()
             self._request.method = (  # type: ignore[union-attr]
                 _METHOD_NAMES.get(raw_method) or raw_method.decode("latin-1"))
-            # The line also holds the method, two spaces and "HTTP/1.1".
-            self._url_budget = self._line_limit - len(raw_method) - 10
-        self._url_budget -= len(part)
-        if self._url_budget < 0:
-            raise URITooLong(f"the request line is longer than {self._line_limit} bytes "
-                             "(--limit-request-line)")
         self._url_parts.append(part)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -543,6 +585,9 @@ class RequestParser:
         version = parser.get_http_version()
         method = request.method
         target = b"".join(self._url_parts)
+        if version == "0.9":  # no HTTP-version in the line (or HTTP/0.9 in it): 505, first
+            rules.check_target(method, target)  # unless the target is no target (400)
+            rules.check_version(version)
         at = self._head_at
         if at >= 0:  # the request line is in this read
             data = self._data
