@@ -122,13 +122,13 @@ class Request:
 class RequestParser:
     """Feeds bytes to llhttp; see the module docstring for what comes out."""
 
-    __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit",
-                 "_field_size_limit", "_head_limit", "_request", "in_head", "_head_bytes",
-                 "_url_parts", "_fields", "_hosts", "_te", "_cl", "_expect",
-                 "_content_types", "_stopped", "stopped", "_data", "_size", "_phase", "_next_at",
-                 "_head_at", "_end_at", "_piece_end", "_last", "_line_end", "_line_length",
-                 "_head_first", "_tail", "_method_line", "_walk", "_buffer", "_buffer_view",
-                 "_bodiless_bytes", "_trailers", "input_ignored")
+    __slots__ = ("_parser", "ready", "error", "_line_limit", "_fields_limit", "_field_size_limit",
+                 "_head_limit", "_request", "in_head", "_head_bytes", "_url_parts", "_fields",
+                 "_hosts", "_te", "_cl", "_expect", "_content_types", "_fault", "_stopped",
+                 "stopped", "_data", "_size", "_phase", "_next_at", "_head_at", "_end_at",
+                 "_piece_end", "_last", "_line_end", "_line_length", "_head_first", "_tail",
+                 "_method_line", "_walk", "_buffer", "_buffer_view", "_bodiless_bytes", "_trailers",
+                 "input_ignored")
 
     def __init__(self, line_limit: int, fields_limit: int, field_size_limit: int) -> None:
         self._parser = self._new_parser()
@@ -152,6 +152,7 @@ class RequestParser:
         self._cl: Optional[bytes] = None
         self._expect: Optional[bytes] = None
         self._content_types = 0
+        self._fault: Optional[HTTPError] = None  # found in a field, raised at the head's end
         self._stopped = False  # a request that ends the connection was parsed
         #: no more requests will come out of this parser (that, or a fault)
         self.stopped = False
@@ -519,7 +520,7 @@ class RequestParser:
         self._head_at = at
         self._url_parts = []
         self._fields = self._hosts = self._content_types = 0
-        self._te = self._cl = self._expect = None
+        self._te = self._cl = self._expect = self._fault = None
 
     def on_url(self, part: bytes) -> None:
         # The request line's length is bounded by what llhttp is fed (_line_cap).
@@ -530,22 +531,26 @@ class RequestParser:
         self._url_parts.append(part)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # The field line's length, as gunicorn counts it: name, colon, value and CRLF, and the
-        # space usual before the value (llhttp drops the whitespace there, and does not say how
-        # much: more than one byte of it is bounded by the head's limit).
+        # httptools calls this when the next field's name has come, which depends on how the
+        # bytes came: what is wrong with a field is noted, and raised once the head (or the
+        # trailer section) is complete, so that an error llhttp finds further on in it is the
+        # answer however the bytes came. The field line's length is counted as gunicorn does:
+        # name, colon, value and CRLF, and the space usual before the value (llhttp drops the
+        # whitespace there without saying how much: more than a byte of it is bounded by the
+        # head's limit).
         if not self.in_head:  # a trailer field after a chunked body: checked, not passed on
             self._trailers += 1
-            if (self._trailers > self._fields_limit
-                    or len(name) + len(value) + 4 > self._field_size_limit):
-                raise HeaderFieldsTooLarge(
+            if self._fault is None and (self._trailers > self._fields_limit
+                                        or len(name) + len(value) + 4 > self._field_size_limit):
+                self._fault = HeaderFieldsTooLarge(
                     f"the trailer section has more than {self._fields_limit} fields or a field "
                     f"longer than {self._field_size_limit} bytes (--limit-request-fields, "
                     "--limit-request-field-size)")
             return
         self._fields += 1
-        if (self._fields > self._fields_limit
-                or len(name) + len(value) + 4 > self._field_size_limit):
-            self._field_over_limit(name)
+        if self._fault is None and (self._fields > self._fields_limit
+                                    or len(name) + len(value) + 4 > self._field_size_limit):
+            self._fault = self._field_over_limit(name)
         if _UNDERSCORE in name:  # so that X_Forwarded_For can never pose as X-Forwarded-For
             if name.lower() == b"script_name":
                 self._request.script_name = value.strip()  # type: ignore[union-attr]
@@ -564,19 +569,21 @@ class RequestParser:
                 self._expect = value if self._expect is None else self._expect + b"," + value
             elif lname == _CT_NAME:
                 self._content_types += 1
-                if self._content_types > 1:
-                    raise BadRequest("more than one Content-Type header")
+                if self._content_types == 2 and self._fault is None:
+                    self._fault = BadRequest("more than one Content-Type header")
         self._request.headers.append((name, value))  # type: ignore[union-attr]
 
-    def _field_over_limit(self, name: bytes) -> None:
+    def _field_over_limit(self, name: bytes) -> HTTPError:
         if self._fields > self._fields_limit:
-            raise HeaderFieldsTooLarge(f"more than {self._fields_limit} header fields "
-                                       "(--limit-request-fields)")
-        raise HeaderFieldsTooLarge(f"header field {name[:64].decode('latin-1')!r} is longer "
-                                   f"than {self._field_size_limit} bytes "
-                                   "(--limit-request-field-size)")
+            return HeaderFieldsTooLarge(f"more than {self._fields_limit} header fields "
+                                        "(--limit-request-fields)")
+        return HeaderFieldsTooLarge(f"header field {name[:64].decode('latin-1')!r} is longer "
+                                    f"than {self._field_size_limit} bytes "
+                                    "(--limit-request-field-size)")
 
     def on_headers_complete(self) -> None:
+        if self._fault is not None:
+            raise self._fault
         request = self._request
         assert request is not None
         self.in_head = False
@@ -639,6 +646,8 @@ class RequestParser:
             request.body += data  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
+        if self._fault is not None:  # in the trailer section
+            raise self._fault
         request = self._request
         assert request is not None
         request.complete = True
