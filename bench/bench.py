@@ -26,6 +26,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the harness
 
+import hostile  # bench/hostile.py, beside this script
+
 from harness import EXAMPLES, ROOT
 from harness.machine import machine_line, versions
 from harness.ports import free_port
@@ -171,6 +173,45 @@ def idle_connections(server: str, count: int, probes: int = 50) -> Dict[str, flo
             "max": latencies[-1], "alive": alive}
 
 
+def hostile_clients(server: str, count: int, duration: float,
+                    worker_connections: int) -> Dict[str, object]:
+    """A paced normal client alone, then beside ``count`` clients of each hostile kind
+    (bench/hostile.py), against one worker; with its peak RSS and descriptors, and whether
+    it is still the same process at the end."""
+    workload = Workload("hostile", "", "apps:hostile", BENCH, "/", 0,
+                        worker_connections=worker_connections,
+                        extra_args=["--header-timeout", f"{hostile.HEADER_TIMEOUT:g}",
+                                    "--body-timeout", f"{hostile.BODY_TIMEOUT:g}"])
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the clients beside wrk's usual place
+    try:
+        with running(server, workload) as (process, port):
+            workers = process.worker_pids()
+            alone = hostile.run(port, duration, 0)
+            started = time.monotonic()
+            peak = {"rss": 0.0, "fds": 0}
+            timeline: List[Tuple[float, int]] = []
+
+            def sample() -> None:
+                fds = sum(hostile.open_fds(pid) for pid in workers)
+                peak["rss"] = max(peak["rss"], rss_mib(workers))
+                peak["fds"] = max(peak["fds"], fds)
+                timeline.append((time.monotonic() - started, fds))
+
+            crowd = hostile.run(port, duration, count, sample)
+            crowd["same_worker"] = process.worker_pids() == workers
+    finally:
+        os.sched_setaffinity(0, affinity)
+    crowd.update(rss_peak=peak["rss"], fds_peak=peak["fds"], timeline=timeline,
+                 alone_p50=alone["p50"], alone_p99=alone["p99"],
+                 alone_timeouts=alone["timeouts"], worker_connections=worker_connections)
+    return crowd
+
+
+def _fds_at(timeline: List[Tuple[float, int]], at: float) -> int:
+    return min(timeline, key=lambda point: abs(point[0] - at))[1] if timeline else 0
+
+
 def read_response(sock: socket.socket) -> bytes:
     """One response with a Content-Length, read whole."""
     received = b""
@@ -208,11 +249,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds per measured run (default 10, or 3 with BENCH_QUICK=1)")
-    parser.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS) + ",idle",
+    parser.add_argument("--workloads",
+                        default=",".join(w.name for w in WORKLOADS) + ",idle,hostile",
                         help="comma-separated subset of: "
-                             + ", ".join(w.name for w in WORKLOADS) + ", idle")
+                             + ", ".join(w.name for w in WORKLOADS) + ", idle, hostile")
     parser.add_argument("--servers", default="geventserve,gunicorn")
     parser.add_argument("--idle-connections", type=int, default=10000)
+    parser.add_argument("--hostile-clients", type=int, default=1000,
+                        help="clients of each hostile kind (default 1000)")
+    parser.add_argument("--hostile-duration", type=float, default=None,
+                        help="seconds of each hostile measurement (default 45, 20 with "
+                             "BENCH_QUICK=1)")
+    parser.add_argument("--hostile-worker-connections", default="4000,1000",
+                        help="--worker-connections of the hostile runs (geventserve)")
     args = parser.parse_args(argv)
     quick = os.environ.get("BENCH_QUICK") == "1"
     duration = args.duration or (3.0 if quick else 10.0)
@@ -248,12 +297,27 @@ def main(argv: Optional[List[str]] = None) -> int:
                   flush=True, file=sys.stderr)
             idle[server] = idle_connections(server, args.idle_connections)
             print(f"{idle[server]['rss']:.0f} MiB", file=sys.stderr)
-    report = render(results, idle, args, started, duration)
+    hostile_rows: List[Dict[str, object]] = []
+    if "hostile" in wanted:
+        hostile_duration = args.hostile_duration or (20.0 if quick else 45.0)
+        for server in servers:
+            limits = ([int(n) for n in args.hostile_worker_connections.split(",")]
+                      if server == "geventserve" else [4000])
+            for limit in limits:
+                print(f"hostile: {args.hostile_clients} of each kind on {server} "
+                      f"(--worker-connections {limit}) ...", end=" ", flush=True,
+                      file=sys.stderr)
+                row = hostile_clients(server, args.hostile_clients, hostile_duration, limit)
+                row["server"] = server
+                hostile_rows.append(row)
+                print(f"p99 {fmt_ms(row['p99'])} (alone {fmt_ms(row['alone_p99'])})",
+                      file=sys.stderr)
+    report = render(results, idle, args, started, duration) + render_hostile(hostile_rows, args)
     print(report)
     with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
         fh.write(report)
     with open(os.path.join(RESULTS, "latest.json"), "w") as fh:
-        json.dump({"results": results, "idle": idle}, fh, indent=1)
+        json.dump({"results": results, "idle": idle, "hostile": hostile_rows}, fh, indent=1)
     return 0
 
 
@@ -289,6 +353,34 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
         for server, row in idle.items():
             lines.append(f"| {server} | {row['rss']:.0f} MiB | {row['base_rss']:.0f} MiB | "
                          f"{fmt_ms(row['p50'])} | {fmt_ms(row['max'])} | {row['alive']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_hostile(rows: List[Dict[str, object]], args: argparse.Namespace) -> str:
+    if not rows:
+        return ""
+    count = args.hostile_clients
+    lines = ["", f"{count} slowloris connections (a header byte every 2 s), {count} slow uploads "
+             f"(a body byte every 2 s, to an app that reads no body) and {count} clients that "
+             "never read their 1 MiB response, against one worker, beside a normal client "
+             f"(a GET on a new connection {hostile.NORMAL_RATE} times a second); "
+             f"--header-timeout {hostile.HEADER_TIMEOUT:g}, --body-timeout "
+             f"{hostile.BODY_TIMEOUT:g}.", "",
+             "| server | --worker-connections | normal p50 / p99 alone | p50 / p99 beside them "
+             "| timeouts | worker RSS peak | worker fds peak, at 25 s, at 40 s | slowloris "
+             "closed after (median, max) | uploads closed after | worker died |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        timeline = row["timeline"]  # type: ignore[assignment]
+        lines.append(
+            f"| {row['server']} | {row['worker_connections']} | "
+            f"{fmt_ms(row['alone_p50'])} / {fmt_ms(row['alone_p99'])} | "  # type: ignore[arg-type]
+            f"{fmt_ms(row['p50'])} / {fmt_ms(row['p99'])} | "  # type: ignore[arg-type]
+            f"{row['timeouts']} of {row['requests']} | {row['rss_peak']:.0f} MiB | "
+            f"{row['fds_peak']}, {_fds_at(timeline, 25)}, {_fds_at(timeline, 40)} | "  # type: ignore[arg-type]
+            f"{row['slowloris_lifetime']:.1f} s, {row['slowloris_lifetime_max']:.1f} s | "
+            f"{row['upload_lifetime']:.1f} s, {row['upload_lifetime_max']:.1f} s | "
+            f"{'no' if row['same_worker'] else 'yes'} |")
     return "\n".join(lines) + "\n"
 
 
