@@ -38,6 +38,24 @@ _KEY = re.compile(r"%\((.*?)\)")
 _HEADER_ATOM = re.compile(r"\{([^}]+)\}([ioe])")
 
 
+_file_owner: Optional[Tuple[int, int]] = None  # --user/--group of the workers
+
+
+def set_file_owner(owner: Optional[Tuple[int, int]]) -> None:
+    """The (uid, gid) that the log files opened from now on (and reopened on USR1) are given
+    to, so that workers running as --user can reopen them; None: left as created."""
+    global _file_owner
+    _file_owner = owner
+
+
+def _give(path: str) -> None:
+    if _file_owner is not None and os.geteuid() == 0:
+        try:
+            os.chown(path, *_file_owner)
+        except OSError:
+            pass
+
+
 class LogSetupError(OSError):
     """The logs cannot be set up as the settings say (a file that does not open, a logging
     config that does not apply); the message is one line."""
@@ -55,9 +73,11 @@ def _handler(target: str, stream: Any) -> logging.Handler:
     if target in ("-", ""):
         return logging.StreamHandler(stream)
     try:
-        return logging.FileHandler(target, encoding="utf-8")
+        handler = logging.FileHandler(target, encoding="utf-8")
     except OSError as exc:
         raise LogSetupError(f"cannot open log file {target!r}: {exc.strerror}") from None
+    _give(handler.baseFilename)
+    return handler
 
 
 def setup(loglevel: str = "info", errorlog: str = "-", accesslog: Optional[str] = None,
@@ -152,6 +172,7 @@ def reopen() -> None:
                 sys.stderr.write(f"geventserve: cannot reopen {handler.baseFilename}: "
                                  f"{exc.strerror}; still writing to the file it had\n")
                 continue
+            _give(handler.baseFilename)
             old, handler.stream = handler.stream, fresh
             if old is not None:
                 old.close()

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable, List
 
-from . import logs, process, sockets, statsd
+from . import logs, privileges, process, sockets, statsd
 from .exits import ExitCode
 from .loading import AppLoadError, load_app, prepare_path
 from .settings import Config
@@ -25,7 +25,9 @@ class StartupError(Exception):
 
 def configure_logs(config: Config) -> None:
     """Point the logs where the settings say, and statsd (OSError with one line if a file
-    cannot open or a logging config does not apply)."""
+    cannot open or a logging config does not apply); the log files are given to
+    --user/--group."""
+    logs.set_file_owner(privileges.owner(config))
     logs.setup(config.loglevel, config.errorlog, config.accesslog, config.access_log_format,
                config.access_log_json, config.capture_output, config.logconfig_dict,
                config.logconfig_json, config.logconfig)

@@ -20,7 +20,7 @@ import traceback
 from time import monotonic
 from typing import Any, Callable, Iterable, List, Optional
 
-from .. import hooks, logs, process
+from .. import hooks, logs, privileges, process
 from ..exits import ExitCode
 from ..loading import AppLoadError, load_app, prepare_path
 from ..settings import Config
@@ -41,6 +41,7 @@ BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 _SLOT_SIZE = 4096
 _HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
 _LEAVES_QUEUE_AT = 9  # one byte: others accept on the listeners after this worker stops
+_DRAINING_AT = 11  # one byte: the server is stopping or draining (readiness answers 503)
 _RELOADS = struct.Struct("I")  # at offset 12: how many reloads the worker asked for
 _MESSAGE_AT = 16
 
@@ -97,6 +98,21 @@ class Slot:
 
     def set_leaves_queue(self) -> None:
         self._mem[_LEAVES_QUEUE_AT] = 1
+
+    @property
+    def draining(self) -> bool:
+        """Set by the supervisor when the whole server begins to stop (TERM, with or without
+        --drain-delay; not the old side of a USR2): readiness answers 503, and the worker
+        answers every request with Connection: close while it still accepts."""
+        return bool(self._mem[_DRAINING_AT])
+
+    def set_draining(self) -> None:
+        self._mem[_DRAINING_AT] = 1
+
+    def retire(self) -> None:
+        """The supervisor replaces this worker (--max-worker-memory, --max-worker-lifetime):
+        as if it had asked to be replaced; only the state byte is written."""
+        self._mem[8] = RETIRING
 
     def close(self) -> None:
         self._mem.close()
@@ -196,6 +212,12 @@ class Worker(hooks.HookNames):
 
     def _run(self) -> int:
         process.set_title("worker", self.config.proc_name or self.config.wsgi_app or "app")
+        try:
+            privileges.become(self.config)  # --user, --group: before the app is imported
+        except OSError as exc:
+            self.slot.fail(f"worker cannot run as {privileges.describe(self.config)}: "
+                           f"{exc.strerror}")
+            return ExitCode.WORKER_BOOT
         try:
             self.setup()
         except Exception as exc:
@@ -324,4 +346,4 @@ class Worker(hooks.HookNames):
             on_request_limit=self.retire,
             pre_request=pre_request if hooks.defined(config, "pre_request") else None,
             post_request=post_request if hooks.defined(config, "post_request") else None,
-            **parts)
+            ready=lambda: not self.slot.draining, **parts)

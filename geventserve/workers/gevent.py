@@ -170,6 +170,8 @@ class GeventWorker(Worker):
         """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines."""
         self.slot.beat()
         self.service.interrupt_expired()
+        if self.slot.draining and not self.service.state.closing:
+            self.service.drain()  # --drain-delay: the supervisor says the server is leaving
         if os.getppid() != self.ppid:
             logs.error_log.warning("the supervisor (pid:%d) is gone: stopping", self.ppid)
             self.stop_requested.set()
