@@ -236,7 +236,7 @@ class Connection:
             else:
                 self._head_deadline = None
                 self.head_received = 0
-                self.waiting_since = clock()
+                self.waiting_since = self.request_started  # no clock read for it
 
     def _end(self, outcome: Outcome, request: Request) -> None:
         """The connection carries no more requests after ``request``'s answer. CLOSE: close()
