@@ -30,7 +30,7 @@ from geventserve.http.service import Service
 from geventserve.settings import Config
 
 #: small limits, so that inputs of a few kilobytes reach them (line, fields, field line)
-LIMITS = (512, 16, 256)
+LIMITS = (256, 8, 128)  # a head may take 256 + 8 * 130 + 4 bytes: less than an input
 #: how long one input may keep the connection going, in seconds
 LIMIT_SECONDS = 5.0
 # Inputs up to this size are also fed byte by byte.

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional, Tuple
 
+from .errors import BadRequest, HeaderFieldsTooLarge, HTTPError
+
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 _BWS = rb"[ \t]*"
@@ -27,18 +29,28 @@ _CRLF = b"\r\n"
 
 
 class ChunkLineError(Exception):
-    """A chunk line this body may not have: malformed, or longer than the limit."""
+    """What the body may not have: a chunk line malformed or longer than its limit (400), or a
+    trailer section larger than its own (431). ``error`` is the answer, ``at`` where in the
+    read the fault lies when it is not where the step began (-1)."""
+
+    def __init__(self, error: HTTPError, at: int = -1) -> None:
+        super().__init__(error.detail)
+        self.error, self.at = error, at
 
 
 class ChunkedWalk:
     """Where a chunked body stands, read after read: ``advance`` says how far the next step
     goes, and what llhttp is to be fed for it."""
 
-    __slots__ = ("limit", "_skip", "_held", "_tail", "_in_trailer", "ended")
+    __slots__ = ("limit", "trailer_limit", "_skip", "_held", "_tail", "_in_trailer",
+                 "_trailer_bytes", "ended")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, trailer_limit: int) -> None:
         #: the longest chunk line, CRLF included (--limit-request-field-size)
         self.limit = limit
+        #: the largest trailer section, its last CRLF included (what a head may take)
+        self.trailer_limit = trailer_limit
+        self._trailer_bytes = 0  # of the trailer section, in earlier reads
         self._skip = 0  # bytes of chunk data, and the CRLF after it, still to pass over
         self._held = b""  # a chunk line begun in an earlier read
         self._tail = b""  # in the trailer section: its last bytes so far (3 at most)
@@ -62,14 +74,16 @@ class ChunkedWalk:
         lf = data.find(b"\n", pos, min(size, pos + room))
         if lf < 0:
             if size - pos >= room:
-                raise ChunkLineError(f"a chunk line longer than {self.limit} bytes "
-                                     "(--limit-request-field-size)")
+                raise ChunkLineError(BadRequest(
+                    f"malformed request body: a chunk line longer than {self.limit} bytes "
+                    "(--limit-request-field-size)"))
             self._held = held + bytes(data[pos:size])
             return size, b""
         line = held + bytes(data[pos:lf + 1])
         match = CHUNK_LINE.fullmatch(line)
         if match is None:
-            raise ChunkLineError(f"invalid chunk line {line[:40]!r}")
+            raise ChunkLineError(BadRequest(f"malformed request body: invalid chunk line "
+                                            f"{line[:40]!r}"))
         self._held = b""
         digits = match.group(1)
         chunk_size = int(digits, 16)
@@ -84,15 +98,23 @@ class ChunkedWalk:
 
     def _trailer(self, data: Any, pos: int, size: int) -> int:
         """In the trailer section (after the last chunk's line): it ends at the first empty
-        line, that is the first CRLFCRLF from the last chunk line's CRLF on."""
+        line, that is the first CRLFCRLF from the last chunk line's CRLF on, and may take
+        trailer_limit bytes (431 at the byte past them, however the bytes came)."""
         tail = self._tail
         found = (tail + bytes(data[pos:min(size, pos + 3)])).find(_HEAD_END)
         if found >= 0:
+            end = pos + found + 4 - len(tail)
+        else:
+            found = data.find(_HEAD_END, pos, size)
+            end = found + 4 if found >= 0 else -1
+        room = self.trailer_limit - self._trailer_bytes
+        if (end if end >= 0 else size) - pos > room:
+            raise ChunkLineError(HeaderFieldsTooLarge(
+                "the trailer section is larger than the limits allow (--limit-request-fields "
+                "and --limit-request-field-size)"), pos + room)
+        if end >= 0:
             self.ended = True
-            return pos + found + 4 - len(tail)
-        found = data.find(_HEAD_END, pos, size)
-        if found >= 0:
-            self.ended = True
-            return found + 4
+            return end
+        self._trailer_bytes += size - pos
         self._tail = (tail + bytes(data[max(pos, size - 3):size]))[-3:]
         return size

@@ -127,7 +127,7 @@ class RequestParser:
                  "_hosts", "_te", "_cl", "_expect", "_content_types", "_fault", "_stopped",
                  "stopped", "_data", "_size", "_phase", "_next_at", "_head_at", "_end_at",
                  "_piece_end", "_last", "_line_end", "_line_length", "_head_first", "_tail",
-                 "_method_line", "_walk", "_buffer", "_buffer_view", "_bodiless_bytes", "_trailers",
+                 "_method_line", "_walk", "_buffer", "_buffer_view", "_trailers",
                  "input_ignored")
 
     def __init__(self, line_limit: int, fields_limit: int, field_size_limit: int) -> None:
@@ -159,7 +159,6 @@ class RequestParser:
         # Bytes came after a request that ends the connection, and were dropped: more may be
         # on their way, so the connection should not be closed abruptly.
         self.input_ignored = False
-        self._bodiless_bytes = 0  # in reads within a body that carry no body data
         self._trailers = 0
         # -- where the bytes stand (see the module docstring)
         self._data: Any = None  # the read being fed, while it is, and its size
@@ -215,8 +214,6 @@ class RequestParser:
         if self._method_line is not None:
             self._refuse_method(data[:min(size, self._line_limit + 1)])
             return
-        request = self._request
-        body_before = request.received if request is not None and not self.in_head else -1
         self._data = data
         self._size = size
         feed_data = self._parser.feed_data
@@ -231,11 +228,11 @@ class RequestParser:
                         end = size  # no head here can pass the limit: the usual read, whole
                     else:
                         end = self._locate_head(data, pos, size)
-                    if end >= 0:
-                        cap = self._line_cap(data, pos, end, 0)
-                        if cap >= 0:
-                            self._refuse_long_line(view, pos, cap)
-                            return
+                    # (a head past its limit, -1 - where, is past the line's limit first)
+                    cap = self._line_cap(data, pos, end if end >= 0 else -1 - end, 0)
+                    if cap >= 0:
+                        self._refuse_long_line(view, pos, cap)
+                        return
                 elif phase == _LENGTH:
                     end = pos + self._request.content_length - self._request.received  # type: ignore
                     if end > size:
@@ -273,8 +270,6 @@ class RequestParser:
                     return
             if self._phase == _HEAD:
                 self._carry(data, size)
-            if body_before >= 0 and self._request is request:
-                self._count_bodiless(request, body_before, size)  # type: ignore[arg-type]
         finally:
             self._data = None
 
@@ -370,11 +365,12 @@ class RequestParser:
                 line_at = pos
                 try:
                     pos, line = walk.advance(data, pos, size)
-                except ChunkLineError as fault:
-                    if line_at > start:
-                        feed_data(view[start:line_at])
+                except ChunkLineError as fault:  # llhttp's errors before it come first
+                    at = line_at if fault.at < 0 else fault.at
+                    if at > start:
+                        feed_data(view[start:at])
                     if not self.stopped:
-                        self._fail(BadRequest(f"malformed request body: {fault}"))
+                        self._fail(fault.error)
                     return -1
                 if line is not None:  # a chunk line, given apart
                     if line_at > start:
@@ -488,22 +484,6 @@ class RequestParser:
                                             "(--limit-request-fields and "
                                             "--limit-request-field-size)"))
 
-    def _count_bodiless(self, request: Request, body_before: int, fed: int) -> None:
-        """Bound the reads within a body that carry no body data (chunk headers, extensions,
-        the trailer section), which llhttp (and httptools) would otherwise take in unbounded.
-
-        A read that carries body data resets the count, so only a run of reads without any
-        is counted; a read is at most one receive buffer, so the bound holds within that.
-        """
-        if request.received != body_before:
-            self._bodiless_bytes = 0
-            return
-        self._bodiless_bytes += fed
-        if self._bodiless_bytes > self._head_limit:
-            self._fail(HeaderFieldsTooLarge("the chunk headers or the trailer section are larger "
-                                            "than the limits allow (--limit-request-fields and "
-                                            "--limit-request-field-size)"))
-
     # -- llhttp callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -587,7 +567,7 @@ class RequestParser:
         request = self._request
         assert request is not None
         self.in_head = False
-        self._head_bytes = self._bodiless_bytes = self._trailers = 0
+        self._head_bytes = self._trailers = 0
         parser = self._parser
         version = parser.get_http_version()
         method = request.method
@@ -631,7 +611,7 @@ class RequestParser:
                 if body_at < self._piece_end:  # llhttp would go on into the body: not yet
                     raise _Resplit(body_at)
             self._phase = _CHUNKED
-            self._walk = ChunkedWalk(self._field_size_limit)
+            self._walk = ChunkedWalk(self._field_size_limit, self._head_limit)
         elif self._cl is not None:
             request.content_length = int(self._cl)  # llhttp has checked it is 1*DIGIT
             self._phase = _LENGTH
