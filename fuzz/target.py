@@ -103,17 +103,17 @@ def serialize(request: Req) -> bytes:
     return head + b"0\r\n\r\n"
 
 
-def check_parser(data: bytes) -> Tuple[Outcome, str]:
-    outcome, method = parse([data])
+def check_parser(data: bytes, limits: Sequence[int] = LIMITS) -> Tuple[Outcome, str]:
+    outcome, method = parse([data], limits)
     for reads in splits(data):
-        again, _ = parse(reads)
+        again, _ = parse(reads, limits)
         assert again == outcome, ("the outcome depends on the reads", [len(r) for r in reads],
                                   outcome, again)
     for request in outcome[0]:
         check_framing(request.method, request.version)
         if not request.complete:
             continue
-        (produced, status), _ = parse([serialize(request)])
+        (produced, status), _ = parse([serialize(request)], limits)
         assert status is None and produced == (request,), (
             "a request written out again parses otherwise", request, produced, status)
     return outcome, method

@@ -12,10 +12,17 @@ FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 FOUND = sorted(name for name in os.listdir(FOLDER) if not name.startswith("."))
 
 
+# The limits the first finds were made with (they were larger then), and the defaults'.
+OTHER_LIMITS = [(512, 16, 256), (8190, 100, 8190)]
+
+
 @pytest.mark.parametrize("name", FOUND)
 def test_found_by_the_fuzzer(name):
     with open(os.path.join(FOLDER, name), "rb") as fh:
-        target.check(fh.read())
+        data = fh.read()
+    target.check(data)
+    for limits in OTHER_LIMITS:
+        target.check_parser(data, limits)
 
 
 def test_the_checks_catch_a_split_dependent_parser(monkeypatch):
