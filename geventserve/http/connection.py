@@ -569,6 +569,7 @@ class Connection:
         sock = self.sock
         if self.broken:
             self._linger()
+        self.parser.release()
         try:
             sock.close()
         except OSError:

@@ -190,6 +190,13 @@ class RequestParser:
         parser.set_dangerous_leniencies(lenient_version=True)
         return parser
 
+    def release(self) -> None:
+        """Drop llhttp's parser: its callbacks refer back to this object, and without this the
+        pair would wait for the cyclic garbage collector (whose passes, with thousands of
+        connections coming and going, hold up the event loop)."""
+        self._parser = None  # type: ignore[assignment]
+        self.stopped = True
+
     @property
     def method(self) -> str:
         """The method of the request being parsed ("" before it is known)."""
