@@ -367,7 +367,7 @@ def render_hostile(rows: List[Dict[str, object]], args: argparse.Namespace) -> s
              f"--header-timeout {hostile.HEADER_TIMEOUT:g}, --body-timeout "
              f"{hostile.BODY_TIMEOUT:g}.", "",
              "| server | --worker-connections | normal p50 / p99 alone | p50 / p99 beside them "
-             "| timeouts | worker RSS peak | worker fds peak, at 25 s, at 40 s | slowloris "
+             "| no answer | worker RSS peak | worker fds peak, at 25 s, at 40 s | slowloris "
              "closed after (median, max) | uploads closed after | worker died |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:

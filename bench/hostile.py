@@ -35,7 +35,10 @@ class Lifetimes:
 
 
 async def _read_until_closed(reader: asyncio.StreamReader) -> None:
-    while await reader.read(65536):
+    try:
+        while await reader.read(65536):
+            pass
+    except OSError:  # a reset is a close too
         pass
 
 
@@ -83,7 +86,8 @@ async def _nonreader(port: int, stop: float) -> None:
 
 
 async def _normal(port: int, stop: float, latencies: List[float]) -> int:
-    """A paced client: a GET on a new connection NORMAL_RATE times a second; the timeouts."""
+    """A paced client: a GET on a new connection NORMAL_RATE times a second; how many got no
+    answer (timed out, or the connection was closed or reset)."""
     timeouts = 0
     interval = 1.0 / NORMAL_RATE
     next_at = time.monotonic()
@@ -93,7 +97,7 @@ async def _normal(port: int, stop: float, latencies: List[float]) -> int:
         started = time.monotonic()
         try:
             await asyncio.wait_for(_one_request(port), NORMAL_TIMEOUT)
-        except (asyncio.TimeoutError, OSError):
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError):
             timeouts += 1
             continue
         latencies.append(time.monotonic() - started)

@@ -172,7 +172,7 @@ class Service:
         """The worker's pool is full and a client waits to connect: close the connection that
         can best spare its place (eviction.choose); False if none may be closed. Run from the
         event loop (the gevent worker's), as interrupt_expired is."""
-        conn = eviction.choose(self.connections)
+        conn = eviction.choose(self.connections, self.clock())
         if conn is None:
             return False
         conn.evict()

@@ -104,11 +104,24 @@ def test_room_is_made_idle_first_then_least_head_oldest_first_never_a_request_se
         clients.close()
 
 
+def test_a_connection_just_accepted_is_left_alone():
+    """Its head is likely on its way: it may be the very client room is made for."""
+    clients = Clients()
+    try:
+        clients.connect("silent")
+        clients.clock.advance(-1)  # accepted just now
+        assert not clients.make_room()
+        clients.clock.advance(eviction.GRACE)
+        assert clients.make_room()
+    finally:
+        clients.close()
+
+
 def test_a_connection_whose_request_is_served_is_never_chosen():
     clients = Clients()
     try:
         clients.connect("serving", b"GET /block HTTP/1.1\r\nHost: a\r\n\r\n")
-        assert eviction.choose(clients.service.connections) is None
+        assert eviction.choose(clients.service.connections, clients.clock()) is None
         assert not clients.make_room()
     finally:
         clients.close()
