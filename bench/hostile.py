@@ -7,14 +7,19 @@ descriptors; whether the worker is the same process at the end (none died); and 
 hostile connections ended, against the deadline each should meet: --header-timeout for a head
 that never completes, the answer at once for an upload the application does not read (the
 rest of a body is never waited for), --body-timeout for a client that reads nothing.
-Not a test: nothing here asserts. The clients run in one asyncio loop on the client CPU.
+Not a test: nothing here asserts. The hostile clients run in one asyncio loop, the normal
+client in a process of its own (so that the crowd's loop does not delay its timings).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import random
 import statistics
+import subprocess
+import sys
 import time
 from typing import Dict, List, Optional
 
@@ -46,6 +51,7 @@ async def _trickle(kind: str, port: int, head: bytes, drip: bytes, stop: float,
                    lifetimes: Lifetimes) -> None:
     """Connect, send ``head``, then ``drip`` a byte every TRICKLE seconds until the server
     closes (its lifetime is noted) or ``stop``; connect again TRICKLE seconds after a close."""
+    await asyncio.sleep(random.uniform(0, TRICKLE))  # the crowd comes in, not in one wave
     while time.monotonic() < stop:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -135,12 +141,22 @@ async def _measure(port: int, duration: float, hostile: int, lifetimes: Lifetime
         tasks.append(asyncio.ensure_future(_nonreader(port, stop)))
     if hostile:
         await asyncio.sleep(3.0)  # the hostile crowd is in place before the normal client
-    latencies: List[float] = []
-    timeouts = await _normal(port, stop, latencies)
+    normal = await asyncio.create_subprocess_exec(
+        sys.executable, os.path.abspath(__file__), str(port), str(stop - time.monotonic()),
+        stdout=subprocess.PIPE)
+    out, _ = await normal.communicate()
     await asyncio.gather(*tasks, return_exceptions=True)
+    result = json.loads(out)
+    result["samples"] = len(samples)
+    return result
+
+
+def normal_client(port: int, duration: float) -> Dict[str, float]:
+    """The paced normal client alone in its loop, for ``duration`` seconds."""
+    latencies: List[float] = []
+    timeouts = asyncio.run(_normal(port, time.monotonic() + duration, latencies))
     return {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
-            "timeouts": timeouts, "requests": len(latencies) + timeouts,
-            "samples": len(samples)}
+            "timeouts": timeouts, "requests": len(latencies) + timeouts}
 
 
 def run(port: int, duration: float, hostile: int,
@@ -181,3 +197,7 @@ def open_fds(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
+
+
+if __name__ == "__main__":  # the normal client's process: PORT DURATION, the result as JSON
+    print(json.dumps(normal_client(int(sys.argv[1]), float(sys.argv[2]))))
