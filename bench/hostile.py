@@ -6,7 +6,9 @@ Reported: the normal client's p50/p99 and timeouts both ways; the worker's peak 
 descriptors; whether the worker is the same process at the end (none died); and when the
 hostile connections ended, against the deadline each should meet: --header-timeout for a head
 that never completes, the answer at once for an upload the application does not read (the
-rest of a body is never waited for), --body-timeout for a client that reads nothing.
+rest of a body is never waited for), --keep-alive for a client that reads nothing (its
+response sits in the kernel's buffers: its connection is idle as far as the server can tell;
+a send that stalls would end at --body-timeout).
 Not a test: nothing here asserts. The hostile clients run in one asyncio loop, the normal
 client in a process of its own (so that the crowd's loop does not delay its timings).
 """
@@ -17,11 +19,12 @@ import asyncio
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 #: how often each hostile client sends a byte (seconds)
 TRICKLE = 2.0
@@ -37,6 +40,9 @@ class Lifetimes:
     def __init__(self) -> None:
         self.ended: Dict[str, List[float]] = {"slowloris": [], "upload": [], "nonreader": []}
         self.failed_connects = 0
+        #: the clients that never read: (their port, when they connected); the server's side
+        #: says when it let them go (``worker_peer_ports``)
+        self.nonreaders: List[Tuple[int, float]] = []
 
 
 async def _read_until_closed(reader: asyncio.StreamReader) -> None:
@@ -77,15 +83,24 @@ async def _trickle(kind: str, port: int, head: bytes, drip: bytes, stop: float,
         await asyncio.sleep(TRICKLE)  # at its pace: a client that comes back, not a flood
 
 
-async def _nonreader(port: int, stop: float) -> None:
-    """Ask for a large response, read none of it, hold on until ``stop``."""
+async def _nonreader(port: int, stop: float, lifetimes: Lifetimes) -> None:
+    """Ask for a 256 KiB response, read none of it, hold on until ``stop``. (The kernel's
+    buffers take in some MiB per connection before a send stalls, so the response fits and
+    the connection then waits as an idle one; a thousand clients holding more would press
+    the whole machine's TCP memory.)"""
+    await asyncio.sleep(random.uniform(0, TRICKLE))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
     except OSError:
+        sock.close()
         return
-    writer.transport.set_write_buffer_limits(0)
-    writer.write(b"GET /big HTTP/1.1\r\nHost: bench\r\n\r\n")
+    lifetimes.nonreaders.append((sock.getsockname()[1], time.monotonic()))
     writer.transport.pause_reading()
+    writer.write(b"GET /big HTTP/1.1\r\nHost: bench\r\n\r\n")
     while time.monotonic() < stop:
         await asyncio.sleep(1.0)
     writer.transport.abort()
@@ -138,7 +153,7 @@ async def _measure(port: int, duration: float, hostile: int, lifetimes: Lifetime
         tasks.append(asyncio.ensure_future(_trickle(
             "upload", port, b"POST / HTTP/1.1\r\nHost: bench\r\nContent-Length: 1000000\r\n\r\n",
             b"x", stop, lifetimes)))
-        tasks.append(asyncio.ensure_future(_nonreader(port, stop)))
+        tasks.append(asyncio.ensure_future(_nonreader(port, stop, lifetimes)))
     if hostile:
         await asyncio.sleep(3.0)  # the hostile crowd is in place before the normal client
     normal = await asyncio.create_subprocess_exec(
@@ -159,16 +174,25 @@ def normal_client(port: int, duration: float) -> Dict[str, float]:
             "timeouts": timeouts, "requests": len(latencies) + timeouts}
 
 
-def run(port: int, duration: float, hostile: int,
-        sample: Optional[callable] = None) -> Dict[str, object]:  # type: ignore[valid-type]
+def run(port: int, duration: float, hostile: int, sample: Optional[callable] = None,  # type: ignore[valid-type]
+        workers: Iterable[int] = ()) -> Dict[str, object]:
     """Measure against the server on ``port``: the normal client for ``duration`` seconds
     beside ``hostile`` clients of each kind (0: alone). ``sample()`` is called about once a
-    second meanwhile (the worker's RSS and descriptors)."""
+    second meanwhile (the worker's RSS and descriptors); the ``workers``' sockets are looked at
+    then too, to tell when each client that never reads was let go."""
     lifetimes = Lifetimes()
     samples: List[float] = []
+    held: List[Tuple[float, Set[int]]] = []
+    workers = list(workers)
+
+    def look() -> None:
+        if sample is not None:
+            sample()
+        if workers:
+            held.append((time.monotonic(), worker_peer_ports(workers)))
 
     async def main() -> Dict[str, float]:
-        sampler = asyncio.ensure_future(_sampler(sample, samples))
+        sampler = asyncio.ensure_future(_sampler(look, samples))
         try:
             return await _measure(port, duration, hostile, lifetimes, samples)
         finally:
@@ -180,6 +204,14 @@ def run(port: int, duration: float, hostile: int,
         result[f"{kind}_lifetime"] = statistics.median(ended) if ended else float("nan")
         result[f"{kind}_lifetime_max"] = max(ended) if ended else float("nan")
     result["failed_connects"] = lifetimes.failed_connects
+    released = []
+    for port, started in lifetimes.nonreaders:
+        gone = next((at for at, ports in held if at > started and port not in ports), None)
+        if gone is not None:
+            released.append(gone - started)
+    result["nonreader_ended"] = len(released)
+    result["nonreader_lifetime"] = statistics.median(released) if released else float("nan")
+    result["nonreader_lifetime_max"] = max(released) if released else float("nan")
     return result
 
 
@@ -190,6 +222,34 @@ async def _sampler(sample, samples: List[float]) -> None:
         sample()
         samples.append(time.monotonic())
         await asyncio.sleep(1.0)
+
+
+def worker_peer_ports(pids: Iterable[int]) -> Set[int]:
+    """The peer ports of the TCP sockets the processes ``pids`` hold (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh)
+                for line in fh:
+                    fields = line.split()
+                    if fields[9] in inodes:
+                        ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return ports
 
 
 def open_fds(pid: int) -> int:
