@@ -161,12 +161,15 @@ class Service:
         finally:
             self.connections.discard(conn)
 
-    def interrupt_expired(self) -> None:
-        """Make every socket operation past its deadline time out (gevent worker's sweep)."""
+    def interrupt_expired(self, at_most: int = 0) -> bool:
+        """Make the socket operations past their deadlines time out (gevent worker's sweep):
+        ``at_most`` of them (0: all); whether more remain."""
         now = self.clock()
-        for conn in [c for c in self.connections if 0.0 < c.deadline < now]:
+        expired = [c for c in self.connections if 0.0 < c.deadline < now]
+        for conn in expired[:at_most] if at_most else expired:
             if 0.0 < conn.deadline < now:  # the previous interrupt may have moved it on
                 conn.interrupt()
+        return 0 < at_most < len(expired)
 
     def make_room(self) -> bool:
         """The worker's pool is full and a client waits to connect: close the connection that

@@ -14,6 +14,10 @@ from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, Worker
 # Modules that must be cooperative for an I/O-bound app to scale; checked after the app loads.
 MUST_BE_PATCHED = ("socket", "ssl", "threading", "select", "time")
 TICK = 0.5  # seconds between heartbeats (and deadline sweeps)
+# Connections a sweep interrupts before the event loop runs again: each one interrupted runs
+# at once (a 408 sent, say), and a wave of slow clients timing out together would otherwise
+# hold the loop for as long as all of them take.
+SWEEP_BATCH = 32
 GC_THRESHOLD = 10_000  # Python's default is 700 allocations
 
 
@@ -95,6 +99,7 @@ class GeventWorker(Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._sweep_timer: Any = None  # the rest of a sweep, soon (see _sweep)
         #: made in the supervisor: the first worker of its generation runs the start-up audit
         self.audits = audit.first_worker_of(self.config)
 
@@ -169,12 +174,24 @@ class GeventWorker(Worker):
     def _tick(self) -> None:
         """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines."""
         self.slot.beat()
-        self.service.interrupt_expired()
+        self._sweep()
         if self.slot.draining and not self.service.state.closing:
             self.service.drain()  # --drain-delay: the supervisor says the server is leaving
         if os.getppid() != self.ppid:
             logs.error_log.warning("the supervisor (pid:%d) is gone: stopping", self.ppid)
             self.stop_requested.set()
+
+    def _sweep(self) -> None:
+        """Interrupt the connections past their deadlines, SWEEP_BATCH at a time, the event
+        loop serving the others in between."""
+        if self.service.interrupt_expired(SWEEP_BATCH):
+            timer = self._sweep_timer
+            if timer is None:
+                import gevent
+
+                timer = self._sweep_timer = gevent.get_hub().loop.timer(0.001)
+            if not timer.active:
+                timer.start(self._sweep)
 
     def _accept(self, listener: Any) -> None:
         import gevent
