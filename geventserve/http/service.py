@@ -55,12 +55,16 @@ class Service:
                  on_request_limit: Optional[Callable[[], None]] = None,
                  pre_request: Optional[Callable[..., None]] = None,
                  post_request: Optional[Callable[..., None]] = None,
+                 observe: Optional[Callable[[Any], Any]] = None,
+                 on_connection: Optional[Callable[[], None]] = None,
                  clock: Callable[[], float] = monotonic) -> None:
         """``current_task``: returns the task (greenlet) serving the calling connection, which
         ``interrupt_expired`` interrupts when the connection's deadline passes; ``readiness``:
         how to wait between keep-alive requests; ``request_limit``: after this many requests
         (0: never), ``on_request_limit`` is called; ``pre_request(req)``,
-        ``post_request(req, environ, resp)``: gunicorn-style hooks."""
+        ``post_request(req, environ, resp)``: gunicorn-style hooks; ``observe(access)``: what
+        is called per answered request instead of the access log (None, or a function of
+        access-log arguments), given that; ``on_connection()``: called per connection."""
         self.current_task = current_task
         self.clock = clock
         self.tls_context = None
@@ -82,9 +86,11 @@ class Service:
         self.requests = 0
         self.request_limit = request_limit
         self.on_request_limit = on_request_limit
+        access = logs.log_access if logs.access_enabled() else None
+        self.on_connection = on_connection
         self.handler = WSGIHandler(
             app, proxies=self.proxies,
-            access=logs.log_access if logs.access_enabled() else None,
+            access=observe(access) if observe is not None else access,
             pre_request=pre_request, post_request=post_request,
             on_request_done=self.request_done, clock=clock)
         self.state = ServerState()
@@ -137,6 +143,8 @@ class Service:
             return
         if self.current_task is not None:
             conn.task = self.current_task()
+        if self.on_connection is not None:
+            self.on_connection()
         self.connections.add(conn)
         try:
             conn.run(self.tls_context)
