@@ -135,10 +135,11 @@ class Endpoint:
             self._drop(fd)
             return
         client.received += data
-        if b"\r\n\r\n" in client.received:
-            self._answer(fd, client, client.received.partition(b"\r\n\r\n")[0])
-        elif len(client.received) > HEAD_LIMIT:
+        head, end, _ = client.received.partition(b"\r\n\r\n")
+        if len(head) > HEAD_LIMIT:
             self._answer_with(fd, client, response(431, b"request head too large\n"))
+        elif end:
+            self._answer(fd, client, head)
 
     def _answer(self, fd: int, client: _Client, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")

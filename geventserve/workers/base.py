@@ -264,7 +264,8 @@ class Worker(hooks.HookNames):
         blocks = self.loop_blocks if self.loop_blocks and self.loop_blocks.warn else None
         Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
                  self.exit, lambda: hooks.call(config, "worker_abort", self),
-                 self._interrupted, blocks).start()
+                 self._interrupted, blocks, self._publish_silent if self.slot.metrics else None,
+                 ).start()
         self.serve()
         return ExitCode.OK
 
@@ -298,6 +299,10 @@ class Worker(hooks.HookNames):
             self.notify()
             logs.emergency(logging.WARNING, f"Worker (pid:{self.pid}) interrupted a request "
                            "that blocked its event loop: asking to be replaced")
+
+    def _publish_silent(self, silent: float) -> None:
+        """The status of a worker whose loop does not beat (from the watchdog's thread)."""
+        recorder.publish(self.slot.metrics, self.service, silent - (self.tick or 0.0))
 
     def retire(self) -> None:
         """Ask to be replaced (--max-requests): keep serving until the replacement is ready."""

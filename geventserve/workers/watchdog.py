@@ -10,7 +10,8 @@ so that the supervisor replaces it. A loop stuck in C code that holds the GIL st
 too: the supervisor kills such a worker on its own.
 
 With --loop-block-warn, the watchdog also samples the stack of a greenlet that holds the loop
-for long (loopblock.LoopBlocks), while it holds it.
+for long (loopblock.LoopBlocks), while it holds it; with --metrics-bind, it publishes the status
+of a worker whose loop is silent (which cannot publish it itself).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..process import original
 _start_new_thread = original("_thread", "start_new_thread")
 _get_ident = original("_thread", "get_ident")
 _sleep = original("time", "sleep")
+SILENT = 1.0  # seconds without a heartbeat after which a loop is silent (it beats every 0.5 s)
 
 
 def raise_in_thread(ident: int, exc: Optional[type]) -> bool:
@@ -52,7 +54,8 @@ class Watchdog:
     def __init__(self, last_beat: Callable[[], float], timeout: float,  # in the main thread
                  describe: Callable[[object], Optional[str]],
                  end: Callable[[int], None], fired: Callable[[], None] = lambda: None,
-                 interrupted: Callable[[], None] = lambda: None, blocks: Any = None) -> None:
+                 interrupted: Callable[[], None] = lambda: None, blocks: Any = None,
+                 silent_for: Optional[Callable[[float], None]] = None) -> None:
         self.last_beat = last_beat
         self.timeout = timeout
         self.describe = describe  # (main thread's frame) -> "GET /path (running 2.1s)" or None
@@ -60,6 +63,7 @@ class Watchdog:
         self.fired = fired  # the loop has been blocked for `timeout` (the worker_abort hook)
         self.interrupted = interrupted  # a blocked request was interrupted, the loop runs
         self.blocks = blocks  # loopblock.LoopBlocks, with --loop-block-warn
+        self.silent_for = silent_for  # (seconds) the loop has not beaten for a while
         self.main_ident = _get_ident()  # the native thread id: gevent's would be a greenlet's
         # Enough for a greenlet to answer its interrupted request and yield, but short of the
         # supervisor's own deadline (timeout + at least 1 s), which kills a worker that is
@@ -81,6 +85,8 @@ class Watchdog:
             if self.blocks is not None:
                 self.blocks.sample(self._main_frame, self.describe)
             silent = monotonic() - self.last_beat()
+            if self.silent_for is not None and silent > SILENT:
+                self.silent_for(silent)
             if self.timeout > 0 and silent > self.timeout:
                 self._timed_out(silent)
 

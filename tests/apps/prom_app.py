@@ -2,7 +2,8 @@
 sets PROMETHEUS_MULTIPROC_DIR (a fresh directory per start) and serves these on --metrics-bind.
 
 ``/`` answers ``hello``; ``/pid`` the worker's PID; ``/spin?S`` spins the CPU for S seconds
-(the event loop with it); ``/ssl`` whether this worker's ssl module is gevent's.
+(the event loop with it); ``/ssl`` the worker's PID and the module of its ssl.SSLContext (gevent.ssl
+once patched); ``/dir`` the PROMETHEUS_MULTIPROC_DIR it was given.
 """
 
 import os
@@ -25,10 +26,12 @@ def app(environ, start_response):
         while time.time() < end:
             pass
         body = "spun"
+    elif path == "/dir":
+        body = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     elif path == "/ssl":
         import ssl
 
-        body = type(ssl.SSLContext).__module__ + " " + ssl.SSLContext.__module__
+        body = f"{os.getpid()} {ssl.SSLContext.__module__}"
     else:
         body = "hello"
     data = body.encode()

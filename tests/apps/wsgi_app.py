@@ -229,6 +229,10 @@ def app(environ, start_response):
                 pass
             yield b"spun"
         return spin_after_head()
+    if path == "/greenlet-trace":  # what times the greenlet switches, if anything
+        import greenlet
+
+        return _text(start_response, repr(greenlet.gettrace()))
     if path == "/c-sleep":  # blocks in C: a signal or a raised exception waits for its end
         from gevent import monkey
 
