@@ -15,58 +15,27 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from harness.servers import GEVENTSERVE_READY, geventserve_command
-from helpers import Client, Load, Server, request, run_command, wait_until
-
-METRICS_AT = r"Metrics at: (?:http://127\.0\.0\.1:(\d+)|unix:(\S+))"
-OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
-
-
-def serve(args, app="wsgi_app:app", env=None, ready=True):
-    """A server with --metrics-bind on a free port (``metrics_port``) that was sent no request
-    (the readiness probe would count)."""
-    extra = [] if any(a == "--metrics-bind" for a in args) else ["--metrics-bind", "127.0.0.1:0"]
-    srv = Server(extra + list(args), app=app, env=env, ready_path="")
-    try:
-        match = srv.wait_for_log(METRICS_AT)
-        srv.metrics_port = int(match.group(1)) if match.group(1) else 0
-        if ready:
-            srv.wait_for_log(GEVENTSERVE_READY, timeout=15)
-    except BaseException:
-        srv.stop()
-        raise
-    return srv
-
-
-def scrape(srv, path="/metrics", accept=None, method="GET"):
-    headers = [("Accept", accept)] if accept else []
-    return request(srv.metrics_port, method, path, headers=headers, timeout=5)
-
-
-def samples(srv, accept=None):
-    """{(name, ((label, value), ...)): value} from /metrics, read with prometheus_client."""
-    response = scrape(srv, accept=accept)
-    assert response.status == 200, response
-    parse = parse_om if accept else parse_text
-    found = {}
-    for family in parse(response.text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(found, name, **labels):
-    return found.get((name, tuple(sorted(labels.items()))), 0)
-
-
-def total(found, name):
-    return sum(v for (n, _), v in found.items() if n == name)
-
+from harness.servers import geventserve_command
+from helpers import (
+    METRICS_AT,
+    OPENMETRICS,
+    Client,
+    Load,
+    Server,
+    metrics_server,
+    request,
+    run_command,
+    samples,
+    scrape,
+    total,
+    value,
+    wait_until,
+)
 
 # -- /metrics ----------------------------------------------------------------------------------
 
 def test_requests_are_counted_by_method_and_code():
-    with serve(["-w", "2"]) as srv:
+    with metrics_server(["-w", "2"]) as srv:
         for _ in range(5):
             assert request(srv.port, "GET", "/").status == 200
         for _ in range(3):
@@ -108,7 +77,7 @@ def test_requests_are_counted_by_method_and_code():
 
 
 def test_openmetrics_when_asked_and_only_get_or_head():
-    with serve(["-w", "1"]) as srv:
+    with metrics_server(["-w", "1"]) as srv:
         request(srv.port, "GET", "/")
         text = scrape(srv)
         assert text.header("content-type") == "text/plain; version=0.0.4; charset=utf-8"
@@ -138,7 +107,7 @@ def test_openmetrics_when_asked_and_only_get_or_head():
 
 
 def test_counters_never_go_back_when_workers_die_or_reload():
-    with serve(["-w", "2"]) as srv:
+    with metrics_server(["-w", "2"]) as srv:
         seen = []
 
         def check(expected):
@@ -154,7 +123,6 @@ def test_counters_never_go_back_when_workers_die_or_reload():
         victim = srv.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: len(srv.worker_pids()) == 2 and victim not in srv.worker_pids())
-        srv.wait_for_log(GEVENTSERVE_READY)
         check(20)
         for _ in range(20):
             request(srv.port, "GET", "/")
@@ -177,7 +145,7 @@ def test_counters_never_go_back_when_workers_die_or_reload():
 
 
 def test_scrapes_never_fail_while_workers_are_killed():
-    with serve(["-w", "3"]) as srv:
+    with metrics_server(["-w", "3"]) as srv:
         load = Load(srv.port, clients=10).start()
         results, stop = [], threading.Event()
 
@@ -212,7 +180,7 @@ def test_scrapes_never_fail_while_workers_are_killed():
 
 
 def test_it_answers_while_the_workers_are_stuck():
-    with serve(["-w", "1", "--timeout", "0"]) as srv:
+    with metrics_server(["-w", "1", "--timeout", "0"]) as srv:
         stuck = threading.Thread(target=lambda: request(srv.port, "GET", "/spin?4", timeout=15))
         stuck.start()
         try:
@@ -233,7 +201,7 @@ def test_it_answers_while_the_workers_are_stuck():
 
 def test_unix_socket_and_taken_or_malformed_addresses(tmp_path):
     path = str(tmp_path / "metrics.sock")
-    with serve(["-w", "1", "--metrics-bind", f"unix:{path}"]):
+    with metrics_server(["-w", "1", "--metrics-bind", f"unix:{path}"]):
         with Client(unix=path) as client:
             client.request("GET", "/metrics")
             response = client.read_response()
@@ -260,7 +228,7 @@ def test_unix_socket_and_taken_or_malformed_addresses(tmp_path):
 
 
 def test_usr2_hands_the_endpoint_to_the_new_supervisor():
-    with serve(["-w", "1"]) as srv:
+    with metrics_server(["-w", "1"]) as srv:
         old_workers = set(srv.worker_pids())
         srv.signal(signal.SIGUSR2)
         new_master = wait_until(lambda: [p for p in srv.worker_pids() if p not in old_workers],
@@ -282,7 +250,7 @@ def test_usr2_hands_the_endpoint_to_the_new_supervisor():
 # -- the app's own metrics ---------------------------------------------------------------------
 
 def test_app_multiprocess_metrics_are_merged_and_kept():
-    with serve(["-w", "2"], app="prom_app:app") as srv:
+    with metrics_server(["-w", "2"], app="prom_app:app") as srv:
         directory = request(srv.port, "GET", "/dir").text
         assert os.path.isdir(directory) and "geventserve-prometheus-" in directory
         for _ in range(30):
@@ -324,7 +292,7 @@ def test_app_multiprocess_metrics_are_merged_and_kept():
 def test_a_multiprocess_directory_given_is_used_and_kept(tmp_path):
     given = tmp_path / "prom"
     given.mkdir()
-    with serve(["-w", "1"], app="prom_app:app",
+    with metrics_server(["-w", "1"], app="prom_app:app",
                env={"PROMETHEUS_MULTIPROC_DIR": str(given)}) as srv:
         assert request(srv.port, "GET", "/dir").text == str(given)
         request(srv.port, "GET", "/")
@@ -335,7 +303,7 @@ def test_a_multiprocess_directory_given_is_used_and_kept(tmp_path):
 # -- geventserve status ------------------------------------------------------------------------
 
 def test_status_command_shows_the_workers_and_their_requests():
-    with serve(["-w", "2"]) as srv:
+    with metrics_server(["-w", "2"]) as srv:
         slow = threading.Thread(target=lambda: request(srv.port, "GET", "/slow-pid?3",
                                                        timeout=10))
         slow.start()
