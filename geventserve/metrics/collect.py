@@ -12,7 +12,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from .. import logs, sockets
 from ..exits import ExitCode
@@ -60,7 +60,11 @@ class Metrics(NoMetrics):
         self.supervisor = supervisor
         self.endpoint = endpoint
         self.app = app
-        self.departed = [0] * layout.COUNTERS_END
+        # the counters of the workers that ended (as WorkerBlock.counters gives them), and the
+        # status codes they counted
+        self.departed: Dict[int, int] = {}
+        self.departed_rest = [0] * (layout.COUNTERS_END - layout.TIMES)
+        self.departed_codes: Set[int] = set()
         self.departed_sums = [0.0] * layout.COUNTER_DOUBLES
         self.restarts: Dict[str, int] = dict.fromkeys(RESTART_REASONS, 0)
         endpoint.routes["/metrics"] = self.metrics_page
@@ -92,8 +96,12 @@ class Metrics(NoMetrics):
         """Fold an ended worker's counters into the departed's, before its slot is closed."""
         block = record.slot.metrics
         if block is not None:
-            for i, value in enumerate(block.counters()):
-                self.departed[i] += value
+            codes = block.used_codes()
+            self.departed_codes.update(codes)
+            requests, rest = block.counters(codes)
+            for index, count in requests.items():
+                self.departed[index] = self.departed.get(index, 0) + count
+            self.departed_rest = [a + b for a, b in zip(self.departed_rest, rest)]
             for i, total in enumerate(block.counter_sums()):
                 self.departed_sums[i] += total
         reason = self.restart_reason(record, status)
@@ -161,26 +169,30 @@ class Metrics(NoMetrics):
 
     def families(self) -> Iterator[Family]:
         live = self._live()
-        counters, sums = list(self.departed), list(self.departed_sums)
+        codes = set(self.departed_codes)
+        for record in live:
+            codes.update(record.slot.metrics.used_codes())
+        counters, rest = dict(self.departed), self.departed_rest
+        sums = list(self.departed_sums)
         gauges = [0] * (layout.N_INTEGERS - layout.COUNTERS_END)
         for record in live:
             block = record.slot.metrics
-            for i, value in enumerate(block.counters()):
-                if value:
-                    counters[i] += value
+            requests, its_rest = block.counters(codes)
+            for index, count in requests.items():
+                counters[index] = counters.get(index, 0) + count
+            rest = [a + b for a, b in zip(rest, its_rest)]
             for i, total in enumerate(block.counter_sums()):
                 sums[i] += total
-            for i, value in enumerate(block.ints[layout.COUNTERS_END:].tolist()):
+            for i, value in enumerate(block.ints[layout.COUNTERS_END:]):
                 gauges[i] += value
-        yield _requests(counters)
+        yield _requests(counters, sorted(codes))
+        durations, holds = layout.histograms(rest)
         yield histogram("geventserve_request_duration_seconds", "Time from a request's first "
-                        "byte to the end of its response.", layout.BUCKETS,
-                        counters[layout.DURATION:layout.DURATION + layout.N_BUCKETS],
+                        "byte to the end of its response.", layout.BUCKETS, durations,
                         sums[layout.DURATION_SUM])
         yield histogram("geventserve_event_loop_blocked_seconds", "Per request (gevent "
                         "workers): the longest time it held the event loop without yielding.",
-                        layout.BUCKETS, counters[layout.BLOCKED:layout.BLOCKED + layout.N_BUCKETS],
-                        sums[layout.BLOCKED_SUM])
+                        layout.BUCKETS, holds, sums[layout.BLOCKED_SUM])
         gauge = lambda at: gauges[at - layout.COUNTERS_END]  # noqa: E731
         yield Family("geventserve_requests_in_flight", "gauge", "Requests being served (as "
                      "of the workers' last heartbeat).").add(gauge(layout.IN_FLIGHT))
@@ -191,7 +203,7 @@ class Metrics(NoMetrics):
             connections.add(gauge(at), state=state)
         yield connections
         yield Family("geventserve_connections_accepted", "counter", "Client connections "
-                     "accepted.").add(counters[layout.ACCEPTED])
+                     "accepted.").add(rest[layout.ACCEPTED - layout.TIMES])
         yield from self._listener_families()
         supervisor = self.supervisor
         yield Family("geventserve_workers", "gauge", "Worker processes running.").add(
@@ -242,12 +254,13 @@ class Metrics(NoMetrics):
             tick = getattr(record.worker, "tick", None)
             if tick:  # a loop stuck now has not beaten since
                 lag = max(lag, now - slot.last_beat - tick)
+            requests = block.counters(block.used_codes())[0]
             workers.append({
                 "slot": block.index, "pid": record.pid,
                 "state": "stopping" if record.stopping_since else STATES.get(slot.state, "?"),
                 "generation": record.generation.number,
                 "age": round(now - record.started, 1),
-                "requests": sum(ints[layout.REQUESTS:layout.DURATION]),
+                "requests": sum(requests.values()),
                 "connections": {"active": ints[layout.ACTIVE], "idle": ints[layout.IDLE],
                                 "taken_over": ints[layout.TAKEN_OVER]},
                 "rss": _rss(record.pid), "loop_lag": round(max(lag, 0.0), 4),
@@ -262,15 +275,16 @@ class Metrics(NoMetrics):
                 "workers": workers}
 
 
-def _requests(counters: List[int]) -> Family:
+def _requests(counters: Dict[int, int], codes: List[int]) -> Family:
     family = Family("geventserve_requests", "counter", "Requests answered, by method and "
                     "status code (code 0: the client went away before any response).")
     for row, method in enumerate(layout.METHOD_LABELS):
-        start = layout.REQUESTS + row * layout.CODES
-        for code, count in enumerate(counters[start:start + layout.CODES]):
+        for code in codes:
+            count = counters.get(layout.REQUESTS + row * layout.CODES + code)
             if count:
                 family.add(count, method=method, code=str(code))
     return family
+
 
 
 def _rss(pid: int) -> Optional[int]:
@@ -282,15 +296,21 @@ def _rss(pid: int) -> Optional[int]:
         return None
 
 
+_boot_time: List[int] = []
+
+
 def _process_families() -> Iterator[Family]:
     """The supervisor's own process_* metrics, named as prometheus_client's."""
     try:
         with open("/proc/self/stat", "rb") as fh:
             fields = fh.read().rpartition(b")")[2].split()
-        with open("/proc/stat", "rb") as fh:
-            boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        if not _boot_time:
+            with open("/proc/stat", "rb") as fh:
+                _boot_time.extend(int(line.split()[1]) for line in fh
+                                  if line.startswith(b"btime "))
+        boot = _boot_time[0]
         open_fds = len(os.listdir("/proc/self/fd"))
-    except (OSError, ValueError, StopIteration):
+    except (OSError, ValueError, IndexError):
         return
     utime, stime, start = int(fields[11]), int(fields[12]), int(fields[19])
     yield Family("process_cpu_seconds", "counter", "Total user and system CPU time spent in "

@@ -82,13 +82,16 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
+def _escape(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
 def _labels(labels: Dict[str, str]) -> str:
     if not labels:
         return ""
-    pairs = ",".join('{}="{}"'.format(key, str(value).replace("\\", r"\\")
-                                      .replace("\n", r"\n").replace('"', r"\""))
-                     for key, value in labels.items())
-    return "{" + pairs + "}"
+    return "{" + ",".join(f'{key}="{_escape(str(value))}"' for key, value in labels.items()) + "}"
 
 
 # prometheus_client's types that the text format names otherwise

@@ -56,6 +56,7 @@ class LoopBlocks:
         self.last_report = -REPORT_EVERY
         self.sampled: Optional[Sample] = None  # the stack of the hold under way, if taken
         self.skip_started = 0.0  # a hold the watchdog has reported as a timeout already
+        self.take = self._take_function()
 
     def install(self) -> None:
         import greenlet
@@ -87,12 +88,19 @@ class LoopBlocks:
             self.last_long = (started, held, sampled)
             self.sampled = None
 
-    def take(self) -> float:
-        """In a request's greenlet, once it is answered: the longest the request held the
-        event loop at a stretch, in seconds."""
-        running = perf_counter() - self.run[0]
-        held = self.longest.pop(self.current(), 0.0)
-        return running if running > held else held
+    def _take_function(self) -> Callable[[], float]:
+        run, longest, current, clock = self.run, self.longest, self.current, perf_counter
+
+        def take() -> float:
+            """In a request's greenlet, once it is answered: the longest the request held
+            the event loop at a stretch, in seconds (the hold under way included)."""
+            running = clock() - run[0]
+            if longest:  # only holds of FLOOR or more are there
+                held = longest.pop(current(), 0.0)
+                if held > running:
+                    return held
+            return running
+        return take
 
     # -- the watchdog thread's side
 

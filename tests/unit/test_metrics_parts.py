@@ -68,7 +68,7 @@ def test_block_status_round_trip():
     block = layout.WorkerBlock()
     try:
         assert block.in_flight() == []
-        block.publish(3, 2, 1, 25, [["GET", "/a", 12.5], ["POST", "/b", 13.0]], 99, 0.25)
+        block.publish(3, 2, 1, 25, [["GET", "/a", 12.5], ["POST", "/b", 13.0]], 0.25)
         assert block.in_flight() == [["GET", "/a", 12.5], ["POST", "/b", 13.0]]
         ints = block.ints
         assert (ints[layout.ACTIVE], ints[layout.IDLE], ints[layout.TAKEN_OVER],
@@ -78,7 +78,7 @@ def test_block_status_round_trip():
         assert block.in_flight() is None
         ints[layout.STATUS_SEQ] += 1
         many = [["GET", "/" + "x" * 180, float(i)] for i in range(200)]  # more than fits
-        block.publish(0, 0, 0, 200, many, 0, 0.0)
+        block.publish(0, 0, 0, 200, many, 0.0)
         shown = block.in_flight()
         assert 0 < len(shown) < 200 and shown == many[:len(shown)]
     finally:
@@ -96,23 +96,39 @@ def test_recorder_counts_by_method_code_and_bucket():
         record(environs[0], "200 OK", 5, 0.002)
         record(environs[1], "418 I'm a teapot", 0, 0.5)
         record(environs[2], None, 0, 40.0)  # no response: the client went away
-        counts = block.counters()
+        assert block.used_codes() == [0, 200, 418]
+        counts, rest = block.counters(block.used_codes())
         row = layout.CODES
         other = layout.METHOD_LABELS.index("other")
         assert counts[0 * row + 200] == 1
         assert counts[other * row + 418] == 1
         assert counts[other * row + 0] == 1
-        assert sum(counts[:layout.DURATION]) == 3
-        durations = counts[layout.DURATION:layout.DURATION + layout.N_BUCKETS]
+        assert sum(counts.values()) == 3
+        assert sum(block.ints[:layout.TIMES]) == 3  # the columns not read are all zeros
+        durations, holds = layout.histograms(rest)
         assert durations[layout.BUCKETS.index(0.0025)] == 1  # 2 ms: the 2.5 ms bucket
         assert durations[layout.BUCKETS.index(0.5)] == 1  # a bound is in its own bucket
         assert durations[-1] == 1  # past 30 s: +Inf
-        holds = counts[layout.BLOCKED:layout.BLOCKED + layout.N_BUCKETS]
         assert holds[0] == 1 and holds[layout.BUCKETS.index(0.25)] == 1
         assert holds[layout.BUCKETS.index(5.0)] == 1
+        assert sum(durations) == sum(holds) == 3
         assert block.counter_sums() == pytest.approx([40.502, 3.2005])
         assert [e[recorder.LOOP_BLOCKED] for e in environs] == [0.0005, 0.2, 3.0]
         assert len(logged) == 3 and logged[1][1] == "418 I'm a teapot"
+    finally:
+        block.close()
+
+
+def test_a_sync_worker_s_requests_are_not_in_the_hold_histogram():
+    block = layout.WorkerBlock()
+    try:
+        record = recorder.observer(block, None, None, log_wants_held=False)
+        environ = {"REQUEST_METHOD": "POST"}
+        record(environ, "201 Created", 0, 0.3)
+        durations, holds = layout.histograms(block.counters(block.used_codes())[1])
+        assert durations[layout.BUCKETS.index(0.5)] == 1 and sum(holds) == 0
+        assert recorder.LOOP_BLOCKED not in environ
+        assert block.counter_sums() == [0.3, 0.0]
     finally:
         block.close()
 
