@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import http.client
 import json
 import os
 import re
@@ -33,7 +34,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from harness import EXAMPLES, ROOT
 from harness.machine import machine_line, versions
 from harness.ports import free_ports
-from harness.probe import http_get
 from harness.process import Process, server_env
 from harness.procfs import rss_mib
 from harness.servers import geventserve_command, gunicorn_command
@@ -129,21 +129,27 @@ def running(server: str, workload: Workload,
 
 @contextlib.contextmanager
 def scraping(port: int, per_second: int) -> Iterator[List[int]]:
-    """GET /metrics ``per_second`` times a second (each on a new connection, as the endpoint
-    closes them) until the block ends; yields the list of statuses answered."""
+    """GET /metrics ``per_second`` times a second on one kept-alive connection, as Prometheus
+    does, until the block ends; yields the list of statuses answered."""
     statuses: List[int] = []
     stop = threading.Event()
 
     def scrape() -> None:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})  # this thread: beside wrk, off the server's
         interval, due = 1.0 / per_second, time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         while not stop.is_set():
             try:
-                statuses.append(http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)[0])
-            except OSError:
+                conn.request("GET", "/metrics")
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+            except (OSError, http.client.HTTPException):
                 statuses.append(0)
+                conn.close()
             due += interval
             stop.wait(max(due - time.monotonic(), 0.0))
+        conn.close()
 
     thread = threading.Thread(target=scrape, daemon=True)
     if per_second:

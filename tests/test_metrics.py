@@ -91,6 +91,13 @@ def test_openmetrics_when_asked_and_only_get_or_head():
             refused = scrape(srv, method=method)
             assert refused.status == 405 and refused.header("allow") == "GET, HEAD"
         assert scrape(srv, "/status", method="POST").status == 405
+        with Client(srv.metrics_port) as client:  # a scraper keeps its connection
+            for path in ("/metrics", "/status", "/metrics"):
+                client.request("GET", path)
+                assert client.read_response().status == 200
+            client.request("GET", "/nothing-here")
+            assert client.read_response().status == 404
+            assert client.closed_by_server(timeout=5)
         assert scrape(srv, "/").status == 404
         assert scrape(srv, "/metrics/more").status == 404
         with Client(srv.metrics_port) as client:

@@ -3,9 +3,10 @@
 No thread (the supervisor forks) and no wait of its own: the listener and its connections are
 non-blocking sockets that the supervisor's select() watches beside its wake-up pipe (Wakeup
 asks ``prepare`` what to watch and gives ``handle`` what is ready). So it answers while every
-worker is busy or stuck. Each connection carries one request, answered with Connection: close;
-its head may be HEAD_LIMIT bytes, and it is closed CONNECTION_TIME seconds after its accept
-whatever it is doing; at most MAX_CONNECTIONS are open, the others wait in the kernel's queue.
+worker is busy or stuck. A connection stays open after a page (a scraper reuses it) and closes
+after anything else; each request and its answer must be done REQUEST_TIME seconds after the
+accept or the answer before, its head at most HEAD_LIMIT bytes; at most MAX_CONNECTIONS are
+open, the others wait in the kernel's queue.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Callable, Dict, List, MutableMapping, Optional, Tuple
 from .. import logs, sockets
 
 HEAD_LIMIT = 8192
-CONNECTION_TIME = 10.0
+REQUEST_TIME = 10.0
 MAX_CONNECTIONS = 32
 BACKLOG = 64
 #: a USR2 re-exec hands the listener to the new supervisor in this variable
@@ -33,19 +34,21 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
 
 
 def response(status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
-             head_only: bool = False, extra: str = "") -> bytes:
+             head_only: bool = False, extra: str = "", keep_alive: bool = False) -> bytes:
     head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n")
+            f"Content-Length: {len(body)}\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n{extra}\r\n")
     return head.encode("latin-1") + (b"" if head_only else body)
 
 
 class _Client:
-    __slots__ = ("sock", "received", "out", "deadline")
+    __slots__ = ("sock", "received", "out", "keep_alive", "deadline")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
         self.received = b""
         self.out: Optional[memoryview] = None  # the response, from what is still to send
+        self.keep_alive = False  # the response under way leaves the connection open
         self.deadline = deadline
 
 
@@ -121,7 +124,7 @@ class Endpoint:
                     logs.error_log.warning("metrics endpoint: cannot accept: %s", exc.strerror)
                 return  # ECONNABORTED and the like: the next one, at the next wake-up
             sock.setblocking(False)
-            self.clients[sock.fileno()] = _Client(sock, time.monotonic() + CONNECTION_TIME)
+            self.clients[sock.fileno()] = _Client(sock, time.monotonic() + REQUEST_TIME)
 
     def _receive(self, fd: int) -> None:
         client = self.clients[fd]
@@ -135,11 +138,16 @@ class Endpoint:
             self._drop(fd)
             return
         client.received += data
-        head, end, _ = client.received.partition(b"\r\n\r\n")
+        self._next_request(fd, client)
+
+    def _next_request(self, fd: int, client: _Client) -> None:
+        head, end, client.received = client.received.partition(b"\r\n\r\n")
         if len(head) > HEAD_LIMIT:
             self._answer_with(fd, client, response(431, b"request head too large\n"))
         elif end:
             self._answer(fd, client, head)
+        else:
+            client.received = head
 
     def _answer(self, fd: int, client: _Client, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
@@ -159,12 +167,18 @@ class Endpoint:
         elif method not in ("GET", "HEAD"):
             data = response(405, b"only GET and HEAD\n", extra="Allow: GET, HEAD\r\n")
         else:
+            keep_alive = (parts[2] == "HTTP/1.1" and not client.received  # not pipelined
+                          and "content-length" not in headers
+                          and "transfer-encoding" not in headers
+                          and "close" not in headers.get("connection", "").lower())
             try:
                 body, content_type = page(headers)
-                data = response(200, body, content_type, head_only=method == "HEAD")
+                data = response(200, body, content_type, head_only=method == "HEAD",
+                                keep_alive=keep_alive)
             except Exception:
                 logs.error_log.exception("metrics endpoint: %s failed", target)
-                data = response(500, b"internal error (see the server's log)\n")
+                data, keep_alive = response(500, b"internal error (see the server's log)\n"), False
+            client.keep_alive = keep_alive
         self._answer_with(fd, client, data)
 
     def _answer_with(self, fd: int, client: _Client, data: bytes) -> None:
@@ -184,12 +198,18 @@ class Endpoint:
             self._drop(fd)
             return
         client.out = out[sent:]
-        if not client.out:
-            try:
-                client.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            self._drop(fd)
+        if client.out:
+            return
+        if client.keep_alive:  # the next request, within its own time
+            client.out, client.keep_alive = None, False
+            client.deadline = time.monotonic() + REQUEST_TIME
+            self._next_request(fd, client)
+            return
+        try:
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self._drop(fd)
 
     def _drop(self, fd: int) -> None:
         client = self.clients.pop(fd)

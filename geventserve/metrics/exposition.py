@@ -2,23 +2,21 @@
 
 A family is anything with prometheus_client's attribute names (``name``, ``type``,
 ``documentation``, ``samples`` of (name, labels, value)), so that the app's multiprocess
-metrics, read with prometheus_client, render beside the server's own.
+metrics, read with prometheus_client, render beside the server's own. The supervisor renders
+the same series again and again: the text of each label set is kept (``_LABEL_TEXTS``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, NamedTuple, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-
-class Sample(NamedTuple):
-    name: str
-    labels: Dict[str, str]
-    value: float
+Sample = Tuple[str, Dict[str, str], float]  # name, labels, value
 
 
 @dataclass
@@ -34,7 +32,7 @@ class Family:
         """A sample; a counter's is named <name>_total unless ``suffix`` says otherwise."""
         if not suffix and self.type == "counter":
             suffix = "_total"
-        self.samples.append(Sample(self.name + suffix, labels, value))
+        self.samples.append((self.name + suffix, labels, value))
         return self
 
 
@@ -42,13 +40,19 @@ def histogram(name: str, documentation: str, bounds: Iterable[float], counts: Li
               total: float, **labels: str) -> Family:
     """A histogram family from per-bucket (not cumulative) counts, the last one for +Inf."""
     family = Family(name, "histogram", documentation)
+    samples, bucket = family.samples, name + "_bucket"
     cumulative = 0
-    for bound, count in zip([*bounds, math.inf], counts):
+    for le, count in zip(_le_labels(tuple(bounds)), counts):
         cumulative += count
-        family.add(cumulative, "_bucket", **labels, le=number(bound))
-    family.add(cumulative, "_count", **labels)
-    family.add(total, "_sum", **labels)
+        samples.append((bucket, {**labels, "le": le}, cumulative))
+    samples.append((name + "_count", labels, cumulative))
+    samples.append((name + "_sum", labels, total))
     return family
+
+
+@functools.lru_cache(maxsize=8)
+def _le_labels(bounds: Tuple[float, ...]) -> List[str]:
+    return [number(float(bound)) for bound in bounds] + ["+Inf"]
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -69,16 +73,12 @@ def wants_openmetrics(accept: str) -> bool:
 
 
 def number(value: float) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if type(value) is int:
         return str(value)
-    if value == math.inf:
-        return "+Inf"
-    if value == -math.inf:
-        return "-Inf"
     if value != value:
         return "NaN"
-    if value == int(value) and abs(value) < 1e15:
-        return f"{value:.1f}"
+    if value in (math.inf, -math.inf):
+        return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
 
 
@@ -88,10 +88,20 @@ def _escape(value: str) -> str:
     return value
 
 
-def _labels(labels: Dict[str, str]) -> str:
+_LABEL_TEXTS: Dict[Tuple[Tuple[str, Any], ...], str] = {}
+
+
+def _labels(labels: Dict[str, Any]) -> str:
     if not labels:
         return ""
-    return "{" + ",".join(f'{key}="{_escape(str(value))}"' for key, value in labels.items()) + "}"
+    key = tuple(labels.items())
+    text = _LABEL_TEXTS.get(key)
+    if text is None:
+        text = "{" + ",".join(f'{name}="{_escape(str(value))}"' for name, value in key) + "}"
+        if len(_LABEL_TEXTS) > 10_000:
+            _LABEL_TEXTS.clear()  # label values come and go (an app's): start afresh
+        _LABEL_TEXTS[key] = text
+    return text
 
 
 # prometheus_client's types that the text format names otherwise
@@ -112,8 +122,8 @@ def render(families: Iterable[Any], openmetrics: bool = False) -> Tuple[bytes, s
             name += "_info" if family.type == "info" else ""
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} {_TEXT_TYPES.get(family.type, family.type)}")
-        for sample in family.samples:
-            lines.append(f"{sample[0]}{_labels(sample[1])} {number(sample[2])}")
+        lines += [f"{sample[0]}{_labels(sample[1])} {number(sample[2])}"
+                  for sample in family.samples]
     if openmetrics:
         lines.append("# EOF")
     return ("\n".join(lines) + "\n").encode("utf-8"), OPENMETRICS if openmetrics else TEXT

@@ -92,8 +92,12 @@ class WorkerBlock:
 
     def used_codes(self) -> List[int]:
         """The status codes of the requests counted so far."""
-        seen = bytes(self.codes_seen)
-        return [code for code in range(CODES) if seen[code]]
+        seen, codes = bytes(self.codes_seen), []
+        code = seen.find(1)
+        while code >= 0:
+            codes.append(code)
+            code = seen.find(1, code + 1)
+        return codes
 
     def counters(self, codes: Iterable[int]) -> Tuple[Dict[int, int], List[int]]:
         """The counters: {index: count} of the request matrix in the columns ``codes`` (the
