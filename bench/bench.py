@@ -2,10 +2,11 @@
 
 Each server runs one worker pinned to CPU 0 (taskset); the load generator (wrk) is pinned to
 CPU 1. Servers are interleaved within each round, over several rounds, and the table reports
-medians: requests/s, p50 and p99 latency, errors, the worker's RSS, and the ratio
+medians: requests/s, p50 and p99 latency, errors, the worker's RSS, the server's CPU time per
+request (its processes together: steadier than requests/s on a shared machine), and the ratio
 geventserve / gunicorn. Variants of a workload (geventserve with --metrics-bind, scraped 100
 times a second, without the event-loop timing, with gevent's own monitor thread instead) run
-right after it in each round; their ratio is the median of the rounds' ratios to it.
+right after it in each round; their ratios are the medians of the rounds' ratios to it.
 BENCH_QUICK=1 makes every run short. Not a test: nothing here asserts.
 """
 
@@ -35,7 +36,7 @@ from harness import EXAMPLES, ROOT
 from harness.machine import machine_line, versions
 from harness.ports import free_ports
 from harness.process import Process, server_env
-from harness.procfs import rss_mib
+from harness.procfs import group_cpu_seconds, rss_mib
 from harness.servers import geventserve_command, gunicorn_command
 
 BENCH = os.path.join(ROOT, "bench")
@@ -200,8 +201,11 @@ def run_wrk(workload: Workload, port: int, duration: float) -> Dict[str, float]:
 def measure(server: str, workload: Workload, duration: float, warmup: float) -> Dict[str, float]:
     with running(server, workload) as (process, port, metrics_port):
         run_wrk(workload, port, warmup)
+        cpu = group_cpu_seconds(process.pid)
         with scraping(metrics_port, workload.scrapes) as scrapes:
             result = run_wrk(workload, port, duration)
+        cpu = group_cpu_seconds(process.pid) - cpu
+        result["cpu_us"] = cpu / max(result["rps"] * duration, 1.0) * 1e6
         result["rss"] = worker_rss_mib(process)
     if workload.scrapes:
         result["scrapes"] = len(scrapes) / duration
@@ -341,9 +345,9 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
              f"{versions('geventserve', 'gunicorn', 'gevent', 'Flask')}.",
              f"One worker pinned to CPU {SERVER_CPU}, wrk pinned to CPU {CLIENT_CPU}; "
              f"{args.rounds} interleaved rounds of {duration:g} s; medians.", "",
-             "| workload | server | req/s | p50 | p99 | errors | worker RSS | req/s ratio "
-             "(to gunicorn, or to the workload named) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| workload | server | req/s | p50 | p99 | errors | worker RSS | CPU/request | "
+             "ratio (to gunicorn; or to the workload named: req/s, CPU/request) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for workload in WORKLOADS:
         by_server = results.get(workload.name)
         if not by_server:
@@ -353,8 +357,9 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
         for server, runs in by_server.items():
             ratio = ""
             if base:  # run right after its base in each round: the median of those ratios
-                ratio = median([r["rps"] / b["rps"] for r, b in zip(runs, base)])
-                ratio = f"{ratio:.3f}x {workload.base}"
+                rps_ratio = median([r["rps"] / b["rps"] for r, b in zip(runs, base)])
+                cpu_ratio = median([r["cpu_us"] / b["cpu_us"] for r, b in zip(runs, base)])
+                ratio = f"{workload.base}: {rps_ratio:.3f}x, {cpu_ratio:.3f}x"
             elif server == "geventserve" and rps.get("gunicorn"):
                 ratio = f"{rps[server] / rps['gunicorn']:.2f}x"
             lines.append(
@@ -362,7 +367,8 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
                 f"{fmt_ms(median([r['p50'] for r in runs]))} | "
                 f"{fmt_ms(median([r['p99'] for r in runs]))} | "
                 f"{int(median([r['errors'] for r in runs]))} | "
-                f"{median([r['rss'] for r in runs]):.0f} MiB | {ratio} |")
+                f"{median([r['rss'] for r in runs]):.0f} MiB | "
+                f"{median([r['cpu_us'] for r in runs]):.1f} us | {ratio} |")
     if idle:
         lines += ["", f"| {args.idle_connections} idle keep-alive connections | worker RSS | "
                       "RSS before | request on top, p50 | max | still open |",

@@ -26,32 +26,30 @@ def promtool_check_metrics(text: str) -> subprocess.CompletedProcess:
                           text=True, timeout=30)
 
 
-class Prometheus:
+class Prometheus(Process):
     """Prometheus scraping ``targets`` (HOST:PORT) every ``interval`` seconds, listening on a
-    free loopback port, everything it writes in ``workdir``."""
+    free loopback port (``port``), everything it writes in ``workdir``; a harness Process."""
 
     def __init__(self, workdir: str, targets: Sequence[str], interval: float = 1.0) -> None:
-        self.workdir = str(workdir)
-        self.targets = list(targets)
-        self.interval = interval
-        self.port = 0
-        self.process: Optional[Process] = None
+        workdir = str(workdir)
+        config = os.path.join(workdir, "prometheus.yml")
+        with open(config, "w") as fh:
+            fh.write(f"global:\n  scrape_interval: {interval:g}s\n"
+                     f"  scrape_timeout: {interval:g}s\n"
+                     f"scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n"
+                     f"      - targets: {json.dumps(list(targets))}\n")
+        self.port = free_port()
+        super().__init__(
+            [PROMETHEUS, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
+             f"--storage.tsdb.path={os.path.join(workdir, 'data')}", "--log.level=warn"],
+            name="prometheus", cwd=workdir, log=os.path.join(workdir, "prometheus.out"),
+            stop_timeout=10)
 
     def start(self, timeout: float = 30.0) -> Prometheus:
-        config = os.path.join(self.workdir, "prometheus.yml")
-        with open(config, "w") as fh:
-            fh.write(f"global:\n  scrape_interval: {self.interval:g}s\n"
-                     f"  scrape_timeout: {self.interval:g}s\n"
-                     f"scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n"
-                     f"      - targets: {json.dumps(self.targets)}\n")
-        self.port = free_port()
-        self.process = Process(
-            [PROMETHEUS, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
-             f"--storage.tsdb.path={os.path.join(self.workdir, 'data')}", "--log.level=warn"],
-            name="prometheus", cwd=self.workdir, log=os.path.join(self.workdir, "prometheus.out"),
-            stop_timeout=10).start()
-        self.process.wait_answer(f"http://127.0.0.1:{self.port}/-/ready", timeout=timeout,
-                                 accept=lambda status: status == 200)
+        """Start it and wait until it says it is ready."""
+        super().start()
+        self.wait_answer(f"http://127.0.0.1:{self.port}/-/ready", timeout=timeout,
+                         accept=lambda status: status == 200)
         return self
 
     def query(self, expr: str) -> List[Dict[str, Any]]:
@@ -79,13 +77,3 @@ class Prometheus:
                 raise ProcessError(f"prometheus: {expr} is {found}, not {wanted}, after "
                                    f"{timeout:g}s")
             time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def __enter__(self) -> Prometheus:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
