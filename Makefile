@@ -33,7 +33,8 @@ $(VENV)/.installed-load: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 # Programs the tests (and the benchmark) start for real, from Debian's packages when missing.
-TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl prometheus:prometheus
+TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl haproxy:haproxy \
+	prometheus:prometheus
 BENCH_PROGRAMS := $(TEST_PROGRAMS) wrk:wrk
 define install_programs
 	@missing=""; for item in $(1); do \

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kwargs["action"] = setting.action
             kwargs["metavar"] = setting.metavar or "VALUE"
+            if setting.const is not None:  # the value may be left out
+                kwargs.update(nargs="?", const=setting.const)
         groups[setting.section].add_argument(*setting.flags, **kwargs)
     parser.add_argument("app", nargs="?", metavar="APP", default=argparse.SUPPRESS,
                         help="the WSGI application to serve")

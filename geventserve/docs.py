@@ -45,7 +45,8 @@ def _flags(setting: Setting) -> str:
         return "positional `APP`" if setting.name == "wsgi_app" else "-"
     if setting.action == "store_true":
         return ", ".join(f"`{flag}`" for flag in setting.flags)
-    return ", ".join(f"`{flag} {setting.metavar}`" for flag in setting.flags)
+    value = setting.metavar if setting.const is None else f"[{setting.metavar}]"
+    return ", ".join(f"`{flag} {value}`" for flag in setting.flags)
 
 
 def _default(setting: Setting) -> str:

@@ -8,14 +8,16 @@ once all its workers are ready. Until then a failed boot brings the previous one
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
+from . import logs
 from .settings import Config
 from .workers import load_worker_class
-from .workers.base import Slot, Worker
+from .workers.base import BOOTING, Slot, Worker
 
 
 class OnBootFailure(Enum):
@@ -91,6 +93,25 @@ class WorkerProcess:
         """Tell it to stop (TERM: gracefully, QUIT: at once, KILL) and note when."""
         if self.signal(sig):
             self.stopping_since = time.monotonic()
+
+    def check_deadlines(self, now: float, timeout: float, stop_limit: float) -> None:
+        """Kill it if it has been stopping for more than ``stop_limit`` seconds, or if its
+        heartbeat stopped well past ``timeout`` (--timeout; 0: no check)."""
+        if self.stopping_since:
+            if now - self.stopping_since > stop_limit:
+                logs.error_log.warning("Worker (pid:%d) did not stop within the graceful "
+                                       "timeout: killing it", self.pid)
+                self.stop(signal.SIGKILL)
+            return
+        silent = now - self.slot.last_beat
+        # The worker's own watchdog reports at `timeout`; this covers a worker too stuck to
+        # run it (C code holding the GIL, or a slow boot).
+        if timeout and silent > timeout + max(1.0, timeout / 4):
+            logs.error_log.critical("WORKER TIMEOUT (pid:%d): %s for %.1fs; killing it",
+                                    self.pid, "booting" if self.slot.state == BOOTING
+                                    else "silent", silent)
+            self.stop(signal.SIGKILL)
+            self.stopping_since = 0.0  # its death is a failure, logged as such
 
     def asked_reload(self) -> bool:
         """--reload: whether the worker saw a source file change since the last call."""

@@ -232,6 +232,44 @@ def access_format(value: Any) -> str:
     return value
 
 
+# -- logging configs and statsd (issue 11)
+
+def optional_file(value: Any) -> Optional[str]:
+    """A file named in the settings, made absolute (the supervisor may change directory)."""
+    if value is None or value == "":
+        return None
+    return os.path.abspath(string(value))
+
+
+def log_config_dict(value: Any) -> Dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a dict, as logging.config.dictConfig takes")
+    return value
+
+
+def statsd_host(value: Any) -> Optional[str]:
+    from .statsd import parse_target
+
+    if value is None or value == "":
+        return None
+    parse_target(value)
+    return string(value)
+
+
+def statsd_prefix(value: Any) -> str:
+    from .statsd import check_name_part
+
+    return check_name_part(value, "the statsd prefix", ":|@#")
+
+
+def dogstatsd_tags(value: Any) -> str:
+    from .statsd import check_name_part
+
+    return check_name_part(value, "the dogstatsd tags", "|@#")
+
+
 def hook(arity: int) -> Validator:
     """A validator for a server hook taking ``arity`` positional arguments."""
     def validate(value: Any) -> Any:
@@ -262,6 +300,7 @@ class Setting:
     help: str
     metavar: str = ""  # the validator's (INT, SECONDS) if not given
     action: str = "store"  # "store", "store_true" or "append" (for the command line)
+    const: Any = None  # for a flag whose value may be left out: the value then
     default_doc: str = ""  # how the docs show a default that is computed at run time
     #: two different command-line values, for the docs and the table-driven settings test
     examples: Tuple[str, ...] = ()
@@ -437,6 +476,33 @@ SETTINGS: List[Setting] = [
     Setting("capture_output", LOGGING, ("--capture-output",), boolean, False, """
         Send the app's stdout and stderr (print, tracebacks of threads) to the error log file.""",
         action="store_true"),
+    # -- logging configs and statsd, as gunicorn's (issue 11)
+    Setting("logconfig", LOGGING, ("--logconfig", "--log-config"), optional_file, None, """
+        A logging config file in the ini format of logging.config.fileConfig, as gunicorn's
+        --log-config. The server logs to the loggers gunicorn.error and gunicorn.access; a
+        logger the file does not name keeps --error-logfile or --access-logfile.""",
+        metavar="FILE", examples=("/etc/gs/logging.ini", "/etc/gs/other.ini")),
+    Setting("logconfig_dict", LOGGING, (), log_config_dict, {}, """
+        Config file only: a dict for logging.config.dictConfig, laid over gunicorn's defaults
+        (handlers console and error_console, formatter generic) as gunicorn does. Takes
+        precedence over --log-config-json and --log-config.""",
+        examples=({"loggers": {"gunicorn.access": {"level": "WARNING"}}},)),
+    Setting("logconfig_json", LOGGING, ("--logconfig-json", "--log-config-json"), optional_file,
+            None, """
+        The same dict in a JSON file. Takes precedence over --log-config.""",
+        metavar="FILE", examples=("/etc/gs/logging.json", "/etc/gs/other.json")),
+    Setting("statsd_host", LOGGING, ("--statsd-host",), statsd_host, None, """
+        Send gunicorn's statsd metrics (gunicorn.requests, gunicorn.request.duration,
+        gunicorn.request.status.NNN, gunicorn.workers, gunicorn.log.*) to HOST:PORT over UDP
+        (port 8125 if none is given) or to unix:PATH (a unix datagram socket). A metric is
+        dropped rather than waited for; a host that does not resolve is a warning.""",
+        metavar="ADDRESS", examples=("127.0.0.1:8125", "unix:/run/statsd.sock")),
+    Setting("statsd_prefix", LOGGING, ("--statsd-prefix",), statsd_prefix, "", """
+        Prefix of the statsd metric names (a dot is added after it, as gunicorn does).""",
+        metavar="PREFIX", examples=("myapp", "shop.web")),
+    Setting("dogstatsd_tags", LOGGING, ("--dogstatsd-tags",), dogstatsd_tags, "", """
+        DogStatsD tags appended to every metric, comma-separated (env:prod,team:web).""",
+        metavar="TAGS", examples=("env:prod", "env:test,team:web")),
     # -- metrics and monitoring
     Setting("metrics_bind", METRICS, ("--metrics-bind",), metrics_address, None, """
         Serve metrics from the supervisor on this address (HOST:PORT or unix:PATH): GET
@@ -450,6 +516,146 @@ SETTINGS: List[Setting] = [
         yielding (CPU work, a blocking call gevent does not patch) gets a WARNING with the
         request, how long it blocked and the Python stack where it was blocking, at most one
         per worker every 5 seconds. 0 disables.""", examples=("0.2", "1")),
+]
+
+# -- issue 12: running in a fleet (health, drain, PROXY protocol, privileges, recycling)
+FLEET = "Health and draining"
+PROXY_PROTOCOL = "PROXY protocol"
+PRIVILEGES = "Privileges"
+RECYCLING = "Worker recycling"
+
+
+def url_path(value: Any) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    text = string(value)
+    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
+        raise ValueError("expected a path that starts with /, such as /healthz (no query)")
+    return text
+
+
+PROXY_PROTOCOL_MODES = {"off": "off", "false": "off", "0": "off", "none": "off",
+                        "v1": "v1", "v2": "v2", "auto": "auto", "true": "auto", "1": "auto"}
+
+
+def proxy_protocol_mode(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return "auto" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in PROXY_PROTOCOL_MODES:
+        return PROXY_PROTOCOL_MODES[value.strip().lower()]
+    raise ValueError("expected off, v1, v2 or auto (gunicorn's values; true means auto)")
+
+
+def _account(value: Any, by_number: Callable[[int], Any], by_name: Callable[[str], Any],
+             what: str) -> Optional[int]:
+    """A user or group (``what``) given by name or number, as its number; it must exist."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return by_number(value)[2]
+        text = string(value).strip()
+        return (by_number(int(text)) if text.isdigit() else by_name(text))[2]
+    except (KeyError, OverflowError):
+        raise ValueError(f"no such {what} on this system") from None
+
+
+def user_id(value: Any) -> Optional[int]:
+    import pwd
+
+    return _account(value, pwd.getpwuid, pwd.getpwnam, "user")
+
+
+def group_id(value: Any) -> Optional[int]:
+    import grp
+
+    return _account(value, grp.getgrgid, grp.getgrnam, "group")
+
+
+@_shown_as("MASK")
+def umask(value: Any) -> Optional[int]:
+    """gunicorn's spellings: 18, 0o22, 022 (octal, as a shell writes it), 0x12."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"0\d+", text):
+            text = "0o" + text[1:]
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise ValueError("expected a file mode mask such as 022 or 0o027") from None
+    return _int(value, 0, 0o777)
+
+
+@_shown_as("MiB")
+def mebibytes(value: Any) -> int:
+    return _int(value, minimum=0)
+
+
+SETTINGS += [
+    # -- health and draining
+    Setting("liveness_path", FLEET, ("--liveness-path",), url_path, None, """
+        Answer GET (or HEAD) requests for exactly this path with 200 from the worker itself,
+        without calling the app, while that worker's event loop runs: for liveness probes.
+        Off by default.""", metavar="PATH", examples=("/livez", "/healthz")),
+    Setting("readiness_path", FLEET, ("--readiness-path",), url_path, None, """
+        Answer requests for exactly this path from the worker itself: 200 while the server
+        serves, 503 from the moment a stop or a --drain-delay begins: for readiness probes and
+        load-balancer health checks. Off by default.""",
+        metavar="PATH", examples=("/readyz", "/ready")),
+    Setting("log_health_checks", FLEET, ("--log-health-checks",), boolean, False, """
+        Write the answers to --liveness-path and --readiness-path to the access log too (they
+        are left out by default).""", action="store_true"),
+    Setting("drain_delay", FLEET, ("--drain-delay",), non_negative_float, 0.0, """
+        On TERM, first answer --readiness-path with 503 and keep accepting and serving for
+        this many seconds, every response with Connection: close so that clients and load
+        balancers move their connections to other hosts; then stop gracefully. A second TERM
+        ends the delay early, INT or QUIT stop at once. On Kubernetes it replaces a preStop
+        sleep.""", examples=("10", "2.5")),
+    # -- PROXY protocol
+    Setting("proxy_protocol", PROXY_PROTOCOL, ("--proxy-protocol",), proxy_protocol_mode, "off",
+            """
+        Expect a PROXY protocol header (HAProxy's send-proxy / send-proxy-v2, AWS NLB,
+        stunnel) first on every connection from a peer in --proxy-allow-from (and over unix
+        sockets), before the HTTP or TLS bytes: REMOTE_ADDR and REMOTE_PORT then come from it.
+        off, v1, v2 or auto (either); the flag alone means auto. A trusted peer that sends no
+        valid header within --header-timeout is disconnected.""",
+        metavar="MODE", const="auto", examples=("v1", "auto")),
+    Setting("proxy_allow_ips", PROXY_PROTOCOL, ("--proxy-allow-from",), ip_list,
+            ["127.0.0.1", "::1"], """
+        Peers that send a PROXY protocol header (with --proxy-protocol): comma-separated
+        addresses and CIDR ranges, or * for any. Peers over a unix socket always do. Others
+        are served as plain HTTP.""", metavar="IPS", examples=("10.0.0.0/8", "*")),
+    # -- privileges
+    Setting("user", PRIVILEGES, ("-u", "--user"), user_id, None, """
+        Run the workers as this user (a name or a number). The supervisor binds the sockets
+        and opens the log files first, as the user that started it (root, for a port below
+        1024), and stays that user; the log files and unix sockets it creates are given to
+        this user.""", metavar="USER", default_doc="unchanged", examples=("nobody", "0")),
+    Setting("group", PRIVILEGES, ("-g", "--group"), group_id, None, """
+        Run the workers as this group (a name or a number).""",
+        metavar="GROUP", default_doc="the --user's own group, else unchanged",
+        examples=("nogroup", "0")),
+    Setting("umask", PRIVILEGES, ("-m", "--umask"), umask, None, """
+        The file mode mask of the server's processes (for the unix sockets and files they
+        create): 022, 0o027, 18 or 0x12.""", default_doc="unchanged", examples=("022", "0o27")),
+    Setting("initgroups", PRIVILEGES, ("--initgroups",), boolean, False, """
+        Give the workers the supplementary groups of --user (from /etc/group); without it they
+        have none but --group.""", action="store_true"),
+    # -- recycling
+    Setting("max_worker_memory", RECYCLING, ("--max-worker-memory",), mebibytes, 0, """
+        Replace a worker whose resident memory passes this many MiB (a new worker is ready
+        before the old one stops accepting; one worker at a time); 0 never does. Bounds memory
+        that creeps.""", examples=("512", "1024")),
+    Setting("max_worker_lifetime", RECYCLING, ("--max-worker-lifetime",), non_negative_float,
+            0.0, """
+        Replace a worker once it has run this many seconds (plus its
+        --max-worker-lifetime-jitter); 0 never does.""", examples=("3600", "86400")),
+    Setting("max_worker_lifetime_jitter", RECYCLING, ("--max-worker-lifetime-jitter",),
+            non_negative_float, 0.0, """
+        Add a random 0..N seconds to --max-worker-lifetime per worker, so that workers started
+        together are not all replaced together.""", examples=("60", "600")),
 ]
 
 # -- server hooks: functions in the config file, called at gunicorn's points with gunicorn's
@@ -549,6 +755,13 @@ class Config:
                                self.values["ca_certs"])
         if problems:
             raise SettingError(problems[0])
+        if self.values["proxy_protocol"] != "off" and not self.values["proxy_allow_ips"]:
+            raise SettingError("--proxy-protocol needs the peers that send the header in "
+                               "--proxy-allow-from (addresses, CIDR ranges or *)")
+        health = (self.values["liveness_path"], self.values["readiness_path"])
+        if health[0] is not None and health[0] == health[1]:
+            raise SettingError("--liveness-path and --readiness-path must differ: a stop turns "
+                               "readiness to 503 but never liveness")
         try:
             self.script_name  # noqa: B018 - validates $SCRIPT_NAME
         except ValueError as exc:

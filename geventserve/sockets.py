@@ -350,6 +350,11 @@ class ListenerSet:
         self.retired += self.retiring
         self.retiring, self._before_reload = [], None
 
+    def unix_files(self) -> List[str]:
+        """The paths of the current unix sockets that this set created (not systemd's)."""
+        return [sock.getsockname() for sock in self.current
+                if sock.family == socket.AF_UNIX and self._created.get(sock.fileno())]
+
     def not_current(self) -> List[socket.socket]:
         return self.retiring + self.retired
 

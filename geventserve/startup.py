@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Callable, List, Optional
 
-from . import logs, process, sockets
+from . import logs, privileges, process, sockets, statsd
 from .exits import ExitCode
 from .loading import AppLoadError, load_app, prepare_path
 from .settings import Config
@@ -24,9 +24,14 @@ class StartupError(Exception):
 
 
 def configure_logs(config: Config) -> None:
-    """Point the logs where the settings say (OSError with one line if a file cannot open)."""
+    """Point the logs where the settings say, and statsd (OSError with one line if a file
+    cannot open or a logging config does not apply); the log files are given to
+    --user/--group."""
+    logs.set_file_owner(privileges.owner(config))
     logs.setup(config.loglevel, config.errorlog, config.accesslog, config.access_log_format,
-               config.access_log_json, config.capture_output)
+               config.access_log_json, config.capture_output, config.logconfig_dict,
+               config.logconfig_json, config.logconfig)
+    statsd.configure(config.statsd_host, config.statsd_prefix, config.dogstatsd_tags)
 
 
 def log_config_file(config: Config) -> None:

@@ -9,7 +9,9 @@ Workers belong to a generation (generation.py). A reload (HUP) starts a new gene
 worker that asks to be replaced (--max-requests) leaves like an old-generation worker: it is
 told to stop (TERM, graceful) only once enough current workers are ready, so capacity never
 dips. A worker that is one too many (TTOU) is told to stop at once: one still starting if there
-is one, else the oldest.
+is one, else the oldest. Workers past --max-worker-memory or --max-worker-lifetime are marked to
+be replaced the same way (recycling.py). A TERM with --drain-delay first drains (drain.py);
+systemd hears how it goes (notify.py).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from . import hooks, logs, process, sockets
+from . import hooks, logs, privileges, process, sockets, statsd
 from .config import ConfigError, ConfigSource
+from .drain import Drain
 from .exits import ExitCode
 from .generation import Generation, OnBootFailure, WorkerProcess
 from .metrics.collect import Metrics, NoMetrics
+from .notify import Notifier
+from .recycling import Recycling
 from .reexec import Reexec
 from .restart import RestartPolicy
 from .settings import Config, SettingError
@@ -97,6 +102,7 @@ class Supervisor(hooks.HookNames):
         self.restart = RestartPolicy()
         self.wakeup = Wakeup()
         self.reexec = Reexec()
+        self.drain, self.recycling, self.notify = Drain(), Recycling(), Notifier.from_environ()
         self.pidfile: Optional[process.PidFile] = None
         self.metrics: NoMetrics = NoMetrics()  # --metrics-bind
         self.stopping: Optional[Stop] = None
@@ -152,11 +158,13 @@ class Supervisor(hooks.HookNames):
         self.wakeup.interrupt(STOP_SIGNALS)
         pidfile = check_pidfile(config.pidfile) if config.pidfile else None
         check_open_files(config)
+        privileges.set_umask(config)
         try:
             self.listeners.open((config.bind, config.backlog, config.reuse_port), os.environ)
             self.metrics = Metrics.open(self, config.metrics_bind)
         except sockets.BindError as exc:
             raise StartupError(str(exc), ExitCode.CONFIG) from None
+        privileges.give(config, self.listeners.unix_files())
         if self.listeners.origin == "systemd":
             logs.error_log.info("Using %d socket(s) from systemd; --bind is ignored",
                                 len(self.listeners.current))
@@ -173,6 +181,10 @@ class Supervisor(hooks.HookNames):
         while self.stopping is None or not self.stopping.done(len(self.workers)):
             if self.stopping is None:
                 self._manage_workers()
+                statsd.note_workers(self.workers.values())
+                if self.drain.over(self.workers.values()):
+                    self._stop(graceful=True)
+            self.notify.update(self)
             self.wakeup.sleep(0.5)
             self._reap()
             self._handle_signals()
@@ -187,6 +199,8 @@ class Supervisor(hooks.HookNames):
         for worker in list(self.workers.values()):
             if self.reexec.pid:  # the new supervisor's workers accept on the same sockets
                 worker.slot.set_leaves_queue()
+            else:  # the server leaves: readiness answers 503
+                worker.slot.set_draining()
             worker.stop(signal.SIGTERM if graceful else signal.SIGQUIT)
 
     def _fast_stop(self, sig: int) -> None:
@@ -211,9 +225,13 @@ class Supervisor(hooks.HookNames):
 
     def on_hup(self) -> None:
         logs.error_log.info("Handling signal: HUP (reload)")
+        self.notify.reloading()
         self._reload()
 
     def on_term(self) -> None:
+        if self.drain.begin(0.0 if self.reexec.pid else self.config.drain_delay,
+                            self.workers.values()):
+            return  # the graceful stop begins once the drain delay has passed
         logs.error_log.info("Handling signal: TERM (graceful stop)")
         self._stop(graceful=True)
 
@@ -287,6 +305,7 @@ class Supervisor(hooks.HookNames):
             logs.error_log.info("Reloading: %s", asked[-1].slot.message)
             self._reload()
         generation, now = self.generation, time.monotonic()
+        self.recycling.check(generation, self.workers.values(), now)
         running = [w for w in self.workers.values() if not w.stopping_since]
         current = [w for w in running
                    if w.generation is generation and w.slot.state != RETIRING]
@@ -383,23 +402,9 @@ class Supervisor(hooks.HookNames):
                 self._signal_workers(signal.SIGKILL)
             return
         now = time.monotonic()
-        timeout = self.config.timeout
         for worker in list(self.workers.values()):
-            if worker.stopping_since:
-                if now - worker.stopping_since > self.config.graceful_timeout + KILL_GRACE:
-                    logs.error_log.warning("Worker (pid:%d) did not stop within the graceful "
-                                           "timeout: killing it", worker.pid)
-                    worker.stop(signal.SIGKILL)
-                continue
-            silent = now - worker.slot.last_beat
-            # The worker's own watchdog reports at `timeout`; this covers a worker too stuck
-            # to run it (C code holding the GIL, or a slow boot).
-            if timeout and silent > timeout + max(1.0, timeout / 4):
-                logs.error_log.critical("WORKER TIMEOUT (pid:%d): %s for %.1fs; killing it",
-                                        worker.pid, "booting" if worker.slot.state == BOOTING
-                                        else "silent", silent)
-                worker.stop(signal.SIGKILL)
-                worker.stopping_since = 0.0  # its death is a failure, logged as such
+            worker.check_deadlines(now, self.config.timeout,
+                                   self.config.graceful_timeout + KILL_GRACE)
 
     def _reload(self) -> None:
         """A new generation from the settings as they are now; the current one serves until
@@ -428,6 +433,7 @@ class Supervisor(hooks.HookNames):
             return
         for listener in opened:
             logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), self.pid)
+        privileges.give(config, self.listeners.unix_files())
         current.settle()  # a reload still pending is superseded: no way back to before it
         self.generation = new
         self._set_target(config.worker_count)

@@ -90,6 +90,9 @@ def test_systemd_units():
     socket_unit = configparser.ConfigParser(interpolation=None, strict=False)
     socket_unit.read(os.path.join(SYSTEMD, "geventserve.socket"))
     assert service["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # the server says when it is ready; after USR2 its new supervisor says it is the main one
+    assert service["Service"]["Type"] == "notify"
+    assert service["Service"]["NotifyAccess"] == "all"
     assert service["Service"]["KillSignal"] == "SIGTERM"
     assert "geventserve" in service["Service"]["ExecStart"]
     assert "geventserve.socket" in service["Unit"]["Requires"]

@@ -93,9 +93,10 @@ def test_every_hook_runs_at_its_point(tmp_path):
         with Client(srv.port, timeout=10) as client:
             client.request("GET", "/spin?5")
             client.closed_by_server(timeout=8)
-        wait_until(lambda: hooks_seen(record, "worker_abort"), timeout=10)
-        # INT to a worker: worker_int
-        victim = wait_until(srv.worker_pids)[0]
+        aborted = wait_until(lambda: hooks_seen(record, "worker_abort"), timeout=10)[0]
+        # INT to a worker: worker_int (not to the aborted one, which may still be exiting)
+        victim = wait_until(lambda: [pid for pid in srv.worker_pids()
+                                     if pid != aborted["worker_pid"]])[0]
         wait_until(lambda: any(r["worker_pid"] == victim
                                for r in hooks_seen(record, "post_worker_init")))
         os.kill(victim, signal.SIGINT)

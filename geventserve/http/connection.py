@@ -34,6 +34,8 @@ from .errors import (
     TruncatedBody,
 )
 from .parser import Request, RequestParser
+from .proxy_protocol import ProxyHeaderError, ProxyProtocol
+from .proxy_protocol import read_header as read_proxy_header
 from .response import CONTINUE, error_response
 from .settings import HTTPSettings
 
@@ -98,13 +100,16 @@ class RequestHandler(Protocol):
 
 class ServerState:
     """What the connections of one worker share: the receive buffer, and whether the worker
-    is stopping (the one thing here that changes)."""
+    is stopping or draining (the only things here that change)."""
 
-    __slots__ = ("stopping", "buffer")
+    __slots__ = ("stopping", "closing", "buffer")
 
     def __init__(self, buffer_size: int = RECV_BUFFER_SIZE) -> None:
         #: set once the worker takes no new requests; read by every connection between requests
         self.stopping = False
+        #: set once every response is to end its connection (Connection: close): when the
+        #: worker stops, and from the start of a --drain-delay, when it still serves
+        self.closing = False
         # Bytes are parsed as soon as they are received, before any other connection can run,
         # so connections never use the buffer at the same time.
         self.buffer = bytearray(buffer_size)
@@ -116,13 +121,14 @@ class Connection:
     __slots__ = ("sock", "settings", "handler", "state", "clock", "wait_readable", "tls",
                  "parser", "listener_environ", "remote_addr", "remote_port", "trusted_proxy",
                  "idle", "broken", "response_started", "request", "request_started", "deadline",
-                 "task", "_timeout", "_head_deadline")
+                 "task", "proxy_protocol", "_timeout", "_head_deadline")
 
     def __init__(self, sock: socket.socket, settings: HTTPSettings, handler: RequestHandler,
                  state: ServerState, *, listener_environ: Dict[str, Any], remote_addr: str = "",
                  remote_port: str = "", trusted_proxy: bool = False,
                  wait_readable: Optional[Callable[[Any], None]] = None,
-                 clock: Callable[[], float] = monotonic) -> None:
+                 clock: Callable[[], float] = monotonic,
+                 proxy_protocol: Optional[ProxyProtocol] = None) -> None:
         self.sock = sock
         self.settings, self.handler, self.state, self.clock = settings, handler, state, clock
         #: waits, through the event loop, until the socket is readable (gevent worker)
@@ -149,19 +155,24 @@ class Connection:
         self.deadline = 0.0
         #: what the gevent worker interrupts when the deadline passes (its greenlet)
         self.task: Any = None
+        #: the peer sends a PROXY protocol header first (--proxy-protocol)
+        self.proxy_protocol = proxy_protocol
         self._timeout: Optional[float] = None
         self._head_deadline: Optional[float] = clock() + settings.header_timeout
 
     @property
     def reusable(self) -> bool:
         """Whether the connection may carry a request after the current one, as far as the
-        server is concerned: keep-alive is on, the worker is not stopping, no framing error."""
-        return not self.broken and self.settings.keepalive > 0 and not self.state.stopping
+        server is concerned: keep-alive is on, the worker is not stopping or draining, no
+        framing error."""
+        return not self.broken and self.settings.keepalive > 0 and not self.state.closing
 
     # -- the request loop -------------------------------------------------------------------
 
     def run(self, tls_context: Any = None) -> None:
         try:
+            if self.proxy_protocol is not None and not self._read_proxy_header():
+                return
             if tls_context is None or self._start_tls(tls_context):
                 self._serve()
         except ClientGone as exc:
@@ -222,6 +233,27 @@ class Connection:
         if (not request.complete or parser.ready or parser.in_head
                 or parser.input_ignored):
             self.broken = True
+
+    def _read_proxy_header(self) -> bool:
+        """The PROXY protocol header the peer must send first, under the head deadline; the
+        client it names (not a LOCAL one) becomes the remote address. False: close."""
+        peer = self.remote_addr or "a unix socket peer"
+        self._arm(self.settings.header_timeout)
+        try:
+            header = read_proxy_header(self.sock.recv, self.proxy_protocol.versions)
+        except _socket_timeout:
+            logs.error_log.warning("closing the connection of %s: no PROXY protocol header "
+                                   "within %gs", peer, self.settings.header_timeout)
+            return False
+        except ProxyHeaderError as exc:
+            logs.error_log.warning("closing the connection of %s: %s", peer, exc)
+            return False
+        finally:
+            self.deadline = 0.0
+        if header.source is not None:
+            self.remote_addr, self.remote_port = header.source
+            self.trusted_proxy = self.proxy_protocol.forwarded.trusts(self.remote_addr)
+        return True
 
     def _start_tls(self, context: Any) -> bool:
         """The TLS handshake, under the head deadline so that a silent client cannot hold on."""

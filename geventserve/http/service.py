@@ -13,10 +13,12 @@ import socket
 from time import monotonic
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
-from .. import SERVER_SOFTWARE, logs, tls
+from .. import SERVER_SOFTWARE, logs, statsd, tls
 from ..settings import Config
-from .connection import Connection, ServerState
+from .connection import Connection, RequestHandler, ServerState
+from .health import HealthHandler, health_paths
 from .proxy import TrustedProxies
+from .proxy_protocol import ProxyProtocol
 from .settings import HTTPSettings
 from .wsgi import ErrorStream, FileWrapper, WSGIHandler
 
@@ -55,6 +57,7 @@ class Service:
                  on_request_limit: Optional[Callable[[], None]] = None,
                  pre_request: Optional[Callable[..., None]] = None,
                  post_request: Optional[Callable[..., None]] = None,
+                 ready: Optional[Callable[[], bool]] = None,
                  observe: Optional[Callable[[Any], Any]] = None,
                  on_connection: Optional[Callable[[], None]] = None,
                  clock: Callable[[], float] = monotonic) -> None:
@@ -62,8 +65,9 @@ class Service:
         ``interrupt_expired`` interrupts when the connection's deadline passes; ``readiness``:
         how to wait between keep-alive requests; ``request_limit``: after this many requests
         (0: never), ``on_request_limit`` is called; ``pre_request(req)``,
-        ``post_request(req, environ, resp)``: gunicorn-style hooks; ``observe(access)``: what
-        is called per answered request instead of the access log (None, or a function of
+        ``post_request(req, environ, resp)``: gunicorn-style hooks; ``ready()``: whether
+        --readiness-path answers 200 (it does when not given); ``observe(access)``: what is
+        called per answered request instead of the access log (None, or a function of
         access-log arguments), given that; ``on_connection()``: called per connection."""
         self.current_task = current_task
         self.clock = clock
@@ -86,13 +90,22 @@ class Service:
         self.requests = 0
         self.request_limit = request_limit
         self.on_request_limit = on_request_limit
-        access = logs.log_access if logs.access_enabled() else None
+        access = statsd.request_path(logs.log_access if logs.access_enabled() else None)
         self.on_connection = on_connection
-        self.handler = WSGIHandler(
+        self.handler: RequestHandler = WSGIHandler(
             app, proxies=self.proxies,
             access=observe(access) if observe is not None else access,
             pre_request=pre_request, post_request=post_request,
             on_request_done=self.request_done, clock=clock)
+        paths = health_paths(config.liveness_path, config.readiness_path)
+        if paths:  # otherwise the WSGI handler takes every request directly
+            self.handler = HealthHandler(
+                self.handler, paths, ready or (lambda: True), clock=clock,
+                access=self.handler.access if config.log_health_checks else None)
+        self.proxy_protocol: Optional[ProxyProtocol] = None
+        if config.proxy_protocol != "off":
+            self.proxy_protocol = ProxyProtocol(config.proxy_protocol, config.proxy_allow_ips,
+                                                self.proxies)
         self.state = ServerState()
         self.connections: Set[Connection] = set()
         self.base_environ: Dict[str, Any] = {
@@ -132,11 +145,15 @@ class Service:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             else:
                 remote_addr, remote_port = "", ""
+            proxy_protocol = self.proxy_protocol
+            if proxy_protocol is not None and not proxy_protocol.expected_from(remote_addr):
+                proxy_protocol = None  # an untrusted peer: plain HTTP, no header believed
             conn = Connection(sock, self.settings, self.handler, self.state,
                               listener_environ=self._listener_environs[listener],
                               remote_addr=remote_addr, remote_port=remote_port,
                               trusted_proxy=self.proxies.trusts(remote_addr),
-                              wait_readable=self.wait_readable, clock=self.clock)
+                              wait_readable=self.wait_readable, clock=self.clock,
+                              proxy_protocol=proxy_protocol)
         except Exception:
             logs.error_log.exception("cannot serve a connection from %s", peer)
             sock.close()
@@ -163,10 +180,16 @@ class Service:
         if self.requests == self.request_limit and self.on_request_limit is not None:
             self.on_request_limit()
 
+    def drain(self) -> None:
+        """--drain-delay: keep serving, every response with Connection: close, so that clients
+        and load balancers take their next requests elsewhere; idle connections wait out
+        their keep-alive (a request on its way is answered, then the connection closed)."""
+        self.state.closing = True
+
     def stop(self) -> None:
         """Take no new requests: busy connections finish with Connection: close, idle ones end
         (within IDLE_GRACE seconds, answering a request that was already on its way)."""
-        self.state.stopping = True
+        self.state.stopping = self.state.closing = True
         for conn in list(self.connections):
             conn.end_if_idle(IDLE_GRACE)
 

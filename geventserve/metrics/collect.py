@@ -6,26 +6,30 @@ its own process_* figures. ``Metrics`` is what the supervisor holds (``NoMetrics
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
 import struct
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from .. import logs, sockets
+from .. import health, logs, sockets
 from ..exits import ExitCode
+from ..recycling import resident_bytes
 from ..workers.base import BOOTING, FAILED, READY, RETIRING
 from . import layout
 from .appmetrics import AppMetrics
-from .endpoint import Endpoint
+from .endpoint import Endpoint, Page
 from .exposition import Family, histogram, render, wants_openmetrics
 
 #: restart reasons shown from the start (at 0), so that the first restart of each is a rise
-RESTART_REASONS = ("exit", "signal", "timeout", "max_requests", "reload", "boot")
+RESTART_REASONS = ("exit", "signal", "timeout", "max_requests", "memory", "lifetime", "reload",
+                   "boot")
 STATES = {BOOTING: "booting", READY: "ready", RETIRING: "retiring", FAILED: "failed"}
 _TCP_INFO_QUEUE = struct.Struct("8x4x4x4x4xII")  # tcpi_unacked, tcpi_sacked
+PLAIN = "text/plain; charset=utf-8"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -67,8 +71,7 @@ class Metrics(NoMetrics):
         self.departed_codes: Set[int] = set()
         self.departed_sums = [0.0] * layout.COUNTER_DOUBLES
         self.restarts: Dict[str, int] = dict.fromkeys(RESTART_REASONS, 0)
-        endpoint.routes["/metrics"] = self.metrics_page
-        endpoint.routes["/status"] = self.status_page
+        endpoint.pages = self.page
 
     @classmethod
     def open(cls, supervisor: Any, address: Optional[str]) -> NoMetrics:
@@ -152,14 +155,23 @@ class Metrics(NoMetrics):
 
     # -- the pages
 
-    def metrics_page(self, headers: Dict[str, str]) -> Any:
+    def page(self, path: str) -> Optional[Page]:
+        """/metrics, /status, and the health paths of the current settings (health.py)."""
+        if path == "/metrics":
+            return self.metrics_page
+        if path == "/status":
+            return self.status_page
+        readiness = health.answers(self.supervisor).get(path)
+        if readiness is None:
+            return None
+        return lambda headers: (*health.answer(self.supervisor, readiness), PLAIN)
+
+    def metrics_page(self, headers: Dict[str, str]) -> Tuple[int, bytes, str]:
         families = list(self.families()) + self.app.families()
-        return render(families, wants_openmetrics(headers.get("accept", "")))
+        return (200, *render(families, wants_openmetrics(headers.get("accept", ""))))
 
-    def status_page(self, headers: Dict[str, str]) -> Any:
-        import json
-
-        return json.dumps(self.status(), indent=1).encode() + b"\n", "application/json"
+    def status_page(self, headers: Dict[str, str]) -> Tuple[int, bytes, str]:
+        return 200, json.dumps(self.status(), indent=1).encode() + b"\n", "application/json"
 
     # -- the figures
 
@@ -218,7 +230,7 @@ class Metrics(NoMetrics):
         memory = Family("geventserve_worker_resident_memory_bytes", "gauge", "Resident memory "
                         "of each worker, by its slot number.")
         for record in live:
-            rss = _rss(record.pid)
+            rss = resident_bytes(record.pid)
             if rss is not None:
                 memory.add(rss, slot=str(record.slot.metrics.index))
         yield memory
@@ -263,7 +275,7 @@ class Metrics(NoMetrics):
                 "requests": sum(requests.values()),
                 "connections": {"active": ints[layout.ACTIVE], "idle": ints[layout.IDLE],
                                 "taken_over": ints[layout.TAKEN_OVER]},
-                "rss": _rss(record.pid), "loop_lag": round(max(lag, 0.0), 4),
+                "rss": resident_bytes(record.pid), "loop_lag": round(max(lag, 0.0), 4),
                 "requests_in_flight": ints[layout.IN_FLIGHT],
                 "in_flight": [{"method": method, "path": path,
                                "seconds": round(now - started, 3)}
@@ -285,15 +297,6 @@ def _requests(counters: Dict[int, int], codes: List[int]) -> Family:
                 family.add(count, method=method, code=str(code))
     return family
 
-
-
-def _rss(pid: int) -> Optional[int]:
-    """A process's resident memory in bytes; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 _boot_time: List[int] = []

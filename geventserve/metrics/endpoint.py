@@ -26,11 +26,12 @@ BACKLOG = 64
 #: a USR2 re-exec hands the listener to the new supervisor in this variable
 INHERITED_FD_ENV = "GEVENTSERVE_METRICS_FD"
 
-#: a page: (the request's header fields, lower-case names) -> (body, content type)
-Page = Callable[[Dict[str, str]], Tuple[bytes, str]]
+#: a page: (the request's header fields, lower-case names) -> (status, body, content type)
+Page = Callable[[Dict[str, str]], Tuple[int, bytes, str]]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+            431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 def response(status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
@@ -53,14 +54,14 @@ class _Client:
 
 
 class Endpoint:
-    """The listener, its connections, and the pages by path (``routes``)."""
+    """The listener, its connections, and ``pages``: the page of a path, or None."""
 
     def __init__(self, listener: socket.socket, created: bool) -> None:
         self.listener = listener
         self.created = created  # a unix socket file this process made (removed at the end)
         listener.setblocking(False)
         self.clients: Dict[int, _Client] = {}
-        self.routes: Dict[str, Page] = {}
+        self.pages: Callable[[str], Optional[Page]] = lambda path: None
 
     @classmethod
     def open(cls, address: str, environ: MutableMapping[str, str]) -> Endpoint:
@@ -161,7 +162,7 @@ class Endpoint:
             name, colon, value = line.partition(":")
             if colon:
                 headers[name.strip().lower()] = value.strip()
-        page = self.routes.get(target.partition("?")[0])
+        page = self.pages(target.partition("?")[0])
         if page is None:
             data = response(404, b"not found: try /metrics or /status\n")
         elif method not in ("GET", "HEAD"):
@@ -172,8 +173,8 @@ class Endpoint:
                           and "transfer-encoding" not in headers
                           and "close" not in headers.get("connection", "").lower())
             try:
-                body, content_type = page(headers)
-                data = response(200, body, content_type, head_only=method == "HEAD",
+                status, body, content_type = page(headers)
+                data = response(status, body, content_type, head_only=method == "HEAD",
                                 keep_alive=keep_alive)
             except Exception:
                 logs.error_log.exception("metrics endpoint: %s failed", target)

@@ -21,7 +21,7 @@ import traceback
 from time import monotonic
 from typing import Any, Callable, Iterable, List, Optional
 
-from .. import hooks, logs, process
+from .. import hooks, logs, privileges, process
 from ..exits import ExitCode
 from ..loading import AppLoadError, load_app, prepare_path
 from ..metrics import recorder
@@ -41,13 +41,14 @@ OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 
 # Why a worker asked to be replaced (RETIRING), in the slot.
-RETIRE_REASONS = ("", "max_requests", "timeout")
+RETIRE_REASONS = ("", "max_requests", "timeout", "memory", "lifetime")
 
 _SLOT_SIZE = 4096
 _BEAT = struct.Struct("d")  # last heartbeat (monotonic seconds); the state byte follows
 _STATE_AT = 8
 _LEAVES_QUEUE_AT = 9  # one byte: others accept on the listeners after this worker stops
 _RETIRE_REASON_AT = 10  # one byte: an index in RETIRE_REASONS
+_DRAINING_AT = 11  # one byte: the server is stopping or draining (readiness answers 503)
 _RELOADS = struct.Struct("I")  # at offset 12: how many reloads the worker asked for
 _MESSAGE_AT = 16
 
@@ -77,9 +78,11 @@ class Slot:
         return self._mem[_STATE_AT]
 
     def retire(self, reason: str) -> None:
-        """Ask to be replaced (RETIRING), saying why (one of RETIRE_REASONS)."""
+        """Mark the worker to be replaced (RETIRING), saying why (one of RETIRE_REASONS): by
+        itself (--max-requests, a request cut at --timeout) or by the supervisor (recycling.py);
+        no heartbeat is written (one written by the supervisor would hide a stuck worker)."""
         self._mem[_RETIRE_REASON_AT] = RETIRE_REASONS.index(reason)
-        self.beat(RETIRING)
+        self._mem[_STATE_AT] = RETIRING
 
     @property
     def retire_reason(self) -> str:
@@ -117,6 +120,17 @@ class Slot:
 
     def set_leaves_queue(self) -> None:
         self._mem[_LEAVES_QUEUE_AT] = 1
+
+    @property
+    def draining(self) -> bool:
+        """Set by the supervisor when the whole server begins to stop (TERM, with or without
+        --drain-delay; not the old side of a USR2): readiness answers 503, and the worker
+        answers every request with Connection: close while it still accepts."""
+        return bool(self._mem[_DRAINING_AT])
+
+    def set_draining(self) -> None:
+        self._mem[_DRAINING_AT] = 1
+
 
     def close(self) -> None:
         self._mem.close()
@@ -223,6 +237,12 @@ class Worker(hooks.HookNames):
 
     def _run(self) -> int:
         process.set_title("worker", self.config.proc_name or self.config.wsgi_app or "app")
+        try:
+            privileges.become(self.config)  # --user, --group: before the app is imported
+        except OSError as exc:
+            self.slot.fail(f"worker cannot run as {privileges.describe(self.config)}: "
+                           f"{exc.strerror}")
+            return ExitCode.WORKER_BOOT
         try:
             self.setup()
         except Exception as exc:
@@ -365,6 +385,7 @@ class Worker(hooks.HookNames):
             on_request_limit=self.retire,
             pre_request=pre_request if hooks.defined(config, "pre_request") else None,
             post_request=post_request if hooks.defined(config, "post_request") else None,
+            ready=lambda: not self.slot.draining,
             observe=lambda access: recorder.observer(block, take_held, access,
                                                      logs.access_shows_loop_block()),
             on_connection=recorder.connection_counter(block), **parts)

@@ -8,7 +8,7 @@ import os
 import signal
 from typing import Any, Callable, List, Optional
 
-from .. import logs
+from .. import audit, logs
 from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, Worker
 
 # Modules that must be cooperative for an I/O-bound app to scale; checked after the app loads.
@@ -94,6 +94,11 @@ class GeventWorker(Worker):
     multithread = True
     tick = TICK
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: made in the supervisor: the first worker of its generation runs the start-up audit
+        self.audits = audit.first_worker_of(self.config)
+
     @classmethod
     def before_app_import(cls, in_supervisor: bool = False) -> None:
         patch(for_supervisor=in_supervisor)
@@ -136,6 +141,8 @@ class GeventWorker(Worker):
                 "not patched by gevent: %s; calls through them block the whole worker "
                 "(was gevent's patching undone, or the module imported in an unusual way?)",
                 ", ".join(unpatched))
+        if self.audits:
+            audit.warn()
 
     def install_signals(self) -> None:
         import gevent
@@ -176,6 +183,8 @@ class GeventWorker(Worker):
         and reports the last request that held the loop too long."""
         self.heartbeat()
         self.service.interrupt_expired()
+        if self.slot.draining and not self.service.state.closing:
+            self.service.drain()  # --drain-delay: the supervisor says the server is leaving
         if self.loop_blocks is not None:
             report = self.loop_blocks.report_due()
             if report:

@@ -44,6 +44,9 @@ def app(environ, start_response):
         return _text(start_response, "hello")
     if path == "/pid":
         return _text(start_response, str(os.getpid()))
+    if path == "/grow":  # keep N MiB more (touched, so resident): memory that creeps
+        STATE.setdefault("grown", []).append(b"x" * (int(query or "1") << 20))
+        return _text(start_response, str(os.getpid()))
     if path == "/slow-pid":
         time.sleep(float(query or "0.5"))
         return _text(start_response, str(os.getpid()))

@@ -1,0 +1,1 @@
+"""A stand-in for MySQLdb (see README): loaded under its name."""

@@ -1,0 +1,1 @@
+"""A stand-in for confluent_kafka (see README): loaded under its name."""

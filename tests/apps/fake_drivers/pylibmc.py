@@ -1,0 +1,1 @@
+"""A stand-in for pylibmc (see README): loaded under its name."""

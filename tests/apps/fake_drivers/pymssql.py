@@ -1,0 +1,1 @@
+"""A stand-in for pymssql (see README): loaded under its name."""
