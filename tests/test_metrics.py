@@ -234,6 +234,20 @@ def test_unix_socket_and_taken_or_malformed_addresses(tmp_path):
                                "--metrics-bind"), line
 
 
+def test_health_paths_are_answered_there_too():
+    health = ["--liveness-path", "/livez", "--readiness-path", "/readyz", "--drain-delay", "3"]
+    with metrics_server(["-w", "1", *health]) as srv:
+        assert scrape(srv, "/livez").text == "alive\n"
+        ready = scrape(srv, "/readyz")
+        assert (ready.status, ready.text) == (200, "ready\n")
+        assert scrape(srv, "/readyz", method="HEAD").body == b""
+        srv.signal(signal.SIGTERM)  # the drain: not ready, still alive, still serving
+        wait_until(lambda: scrape(srv, "/readyz").status == 503)
+        assert scrape(srv, "/livez").status == 200
+        assert request(srv.port, "GET", "/").status == 200
+        assert srv.wait(15) == 0
+
+
 def test_usr2_hands_the_endpoint_to_the_new_supervisor():
     with metrics_server(["-w", "1"]) as srv:
         old_workers = set(srv.worker_pids())

@@ -315,10 +315,10 @@ class Worker(hooks.HookNames):
         """The watchdog interrupted a request that blocked the event loop, which runs again
         (in the watchdog's thread): be replaced like a worker at --max-requests."""
         if self.slot.state == READY:
-            self.slot.retire("timeout")
-            self.notify()
             logs.emergency(logging.WARNING, f"Worker (pid:{self.pid}) interrupted a request "
                            "that blocked its event loop: asking to be replaced")
+            self.slot.retire("timeout")
+            self.notify()
 
     def _publish_silent(self, silent: float) -> None:
         """The status of a worker whose loop does not beat (from the watchdog's thread)."""
