@@ -76,6 +76,21 @@ def test_requests_are_counted_by_method_and_code():
     assert abs(value(found, "process_start_time_seconds") - time.time()) < 600
 
 
+def test_sync_workers_are_counted_without_event_loop_figures():
+    with metrics_server(["-k", "sync", "-w", "2"]) as srv:
+        for _ in range(6):
+            assert request(srv.port, "GET", "/").status == 200
+        found = wait_until(lambda: (lambda f: total(f, "geventserve_requests_total") == 6
+                                    and f)(samples(srv)), message="6 requests counted")
+        status = json.loads(scrape(srv, "/status").body)
+        workers = srv.worker_pids()
+    assert value(found, "geventserve_request_duration_seconds_count") == 6
+    assert value(found, "geventserve_event_loop_blocked_seconds_count") == 0
+    assert value(found, "geventserve_connections_accepted_total") == 6
+    assert sorted(w["pid"] for w in status["workers"]) == sorted(workers)
+    assert sum(w["requests"] for w in status["workers"]) == 6
+
+
 def test_openmetrics_when_asked_and_only_get_or_head():
     with metrics_server(["-w", "1"]) as srv:
         request(srv.port, "GET", "/")
