@@ -131,7 +131,6 @@ class Slot:
     def set_draining(self) -> None:
         self._mem[_DRAINING_AT] = 1
 
-
     def close(self) -> None:
         self._mem.close()
         if self.metrics is not None:
@@ -281,11 +280,13 @@ class Worker(hooks.HookNames):
         self.heartbeat = recorder.heartbeat(self.slot, self.service, self.tick)
         self.slot.beat(READY)
         self.notify()
-        blocks = self.loop_blocks if self.loop_blocks and self.loop_blocks.warn else None
-        Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
-                 self.exit, lambda: hooks.call(config, "worker_abort", self),
-                 self._interrupted, blocks, self._publish_silent if self.slot.metrics else None,
-                 ).start()
+        watchdog = Watchdog(
+            lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
+            self.exit, fired=lambda: hooks.call(config, "worker_abort", self),
+            interrupted=self._interrupted,
+            blocks=self.loop_blocks if self.loop_blocks and self.loop_blocks.warn else None,
+            silent_for=self._publish_silent if self.slot.metrics else None)
+        watchdog.start()
         self.serve()
         return ExitCode.OK
 
