@@ -122,6 +122,13 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _hear_sigint() -> None:
+    """In locust's child before exec: SIGINT back to its default, so that Python turns it into
+    KeyboardInterrupt (locust's way to stop and write its reports) even when this script was
+    started in the background by a shell, which leaves SIGINT ignored in it and its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class LocustRun:
     """Locust headless against ``host`` ("": each user class has its own), its reports under
     REPORTS with the prefix ``name``, for ``run_time`` (a locust duration) or until ``stop()``
@@ -142,7 +149,8 @@ class LocustRun:
         self.process = Process(cmd, name=f"locust ({name})", cwd=str(HERE),
                                env={**os.environ, **env} if env else None,
                                log=str(REPORTS / f"{name}_locust.log"),
-                               stop_signal=signal.SIGINT, stop_timeout=10)
+                               stop_signal=signal.SIGINT, stop_timeout=10,
+                               preexec_fn=_hear_sigint)
         self._servers_before: List[float] = []
         self._children_before = 0.0
         self._started = 0.0
