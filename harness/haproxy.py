@@ -11,10 +11,11 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
+from harness.machine import program_version
 from harness.ports import free_port
-from harness.process import Process, ProcessError
+from harness.process import Process, ProcessError, ProcessOwner
 from harness.procfs import listening_ports
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -78,7 +79,7 @@ class ServerState:
     redispatches: int
 
 
-class HAProxy:
+class HAProxy(ProcessOwner):
     """HAProxy in the foreground (``-db``) in front of ``servers``, everything it writes in
     ``workdir``, its output in ``log`` (default ``workdir``/haproxy.out)."""
 
@@ -187,30 +188,8 @@ class HAProxy:
     def log(self) -> str:
         return self.process.log if self.process else ""
 
-    def log_lines(self) -> List[str]:
-        return self.process.lines if self.process else []
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "haproxy not started"
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def __enter__(self) -> HAProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def haproxy_version() -> str:
-    """``HAProxy 2.6.12``, from ``haproxy -v`` (``HAProxy ?`` if it cannot tell)."""
-    try:
-        out = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "HAProxy ?"
-    words = out.stdout.split()
-    return f"HAProxy {words[2]}" if len(words) > 2 and words[0] == "HAProxy" else "HAProxy ?"
+    """``HAProxy 2.6.12-1+deb12u4``, from ``haproxy -v`` (``HAProxy ?`` if it cannot tell)."""
+    return program_version("HAProxy", [HAPROXY, "-v"], r"^HAProxy version (\S+)")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from harness import EXAMPLES
+from harness.machine import program_version
 from harness.ports import free_ports
-from harness.process import Process, ProcessError
+from harness.process import Process, ProcessError, ProcessOwner
 from harness.procfs import listening_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -79,10 +79,11 @@ def render_nginx_conf(workdir: str, upstream_port: int, upstream_socket: str,
     return text
 
 
-class Nginx:
+class Nginx(ProcessOwner):
     """nginx in the foreground from examples/nginx.conf (see render_nginx_conf), with its
     prefix, config, pid, temp files and access log in ``workdir``; its output (the error log)
-    goes to ``log`` (default ``workdir``/nginx.out). ``ports`` maps each server block's kind
+    goes to ``log`` (default ``workdir``/nginx.out). ``stop()``: TERM (nginx's fast stop), then
+    KILL to its process group, master and workers. ``ports`` maps each server block's kind
     (tcp, unix, and tls when given a certificate) to the port it listens on; ``servers``, if
     given, replace the TCP upstream (see render_nginx_conf)."""
 
@@ -160,23 +161,8 @@ class Nginx:
         except FileNotFoundError:
             return []
 
-    def stop(self) -> None:
-        """TERM (nginx's fast stop), then KILL the process group: master and workers."""
-        if self.process is not None:
-            self.process.stop()
-
-    def __enter__(self) -> Nginx:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def nginx_version() -> str:
     """``nginx 1.22.1``, from ``nginx -v`` (``nginx ?`` if it cannot tell)."""
-    try:
-        out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "nginx ?"
-    match = re.search(r"nginx/(\S+)", out.stderr + out.stdout)
-    return f"nginx {match.group(1)}" if match else "nginx ?"
+    return program_version("nginx", [NGINX, "-v"], r"nginx/(\S+)")
