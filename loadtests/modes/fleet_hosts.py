@@ -212,11 +212,14 @@ class FleetHost:
                     pass
 
     def problems(self) -> List[str]:
-        """Lines of its log that say something went wrong (a traceback, an error, a request
-        cut by the graceful timeout)."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return [line for line in text.splitlines()
-                if re.search(r"\[(ERROR|CRITICAL)\]|Traceback|cut short|were cut", line)]
+        """Lines of its logs (the app's and its upstream's) that say something went wrong: a
+        warning (a request cut by the graceful timeout is one), an error, a traceback."""
+        found = []
+        for log in (self.log, self.upstream_log):
+            text = log.read_text(errors="replace") if log.exists() else ""
+            found += [line for line in text.splitlines()
+                      if re.search(r"\[(WARNING|ERROR|CRITICAL)\]|Traceback", line)]
+        return found
 
     def stop(self) -> None:
         """A fast stop (INT) of whatever runs, then SIGKILL to what is left of its groups."""
