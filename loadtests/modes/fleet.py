@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from harness.machine import machine_line, package_version
 from harness.netns import SUBNET, HostAddress, Network, loopback_hosts, netns_refused
+from harness.process import ProcessError
 from loadtests.modes import (
     EXIT_FAILURES,
     HERE,
@@ -120,7 +121,6 @@ class PassReport:
 class FleetReport:
     hosts: str  # where the hosts ran, in words
     settings: HostSettings
-    check_interval: float
     passes: List[PassReport] = field(default_factory=list)
 
     @property
@@ -153,10 +153,10 @@ def fleet_hosts(kind: str, count: int) -> Iterator[Tuple[List[HostAddress], str]
 class Fleet:
     """The hosts and balancers of one pass, and the actions of its phases."""
 
-    def __init__(self, hosts: List[FleetHost], fronts: List[Front], settle: float,
-                 report: PassReport) -> None:
-        self.hosts, self.fronts, self.settle, self.report = hosts, fronts, settle, report
+    def __init__(self, hosts: List[FleetHost], fronts: List[Front], report: PassReport) -> None:
+        self.hosts, self.fronts, self.report = hosts, fronts, report
         self.kill_time = 0.0  # when (d) killed its host (time.time())
+        self._resent_before: List[int] = []  # each balancer's count of resent requests then
 
     def say(self, text: str) -> None:
         print(f"   {text}", flush=True)
@@ -195,24 +195,28 @@ class Fleet:
     def kill(self) -> None:
         """(d) kill -9 of one host's process groups; how each balancer copes."""
         host = self.hosts[KILLED]
-        resent_before = [front.resent(host) for front in self.fronts]
+        self._resent_before = [front.resent(host) for front in self.fronts]
         connections = host.open_connections()
         killed_at, killed_mono = time.time(), time.monotonic()
         host.kill()
         self.kill_time = killed_at
-        for front, before in zip(self.fronts, resent_before):
-            out = front.wait_out(host, timeout=front.route_bound + 5)
+        for front in self.fronts:
+            try:
+                out = front.wait_out(host, timeout=front.route_bound + 5)
+            except ProcessError as exc:
+                self.report.problems.append(f"{front.name}, (d): {exc}")
+                out = None
             out_after = None if out is None else time.monotonic() - killed_mono
             self.report.kills.append(KillReport(front.name, host.name, connections, 0, "",
-                                                [], out_after, front.route_bound, before,
+                                                [], out_after, front.route_bound, 0,
                                                 front.routing))
         self.say(f"{host.name} killed with {connections} connections open to it")
 
     def count_resent(self) -> None:
         """After the kill's settling time: what each balancer sent on to other hosts."""
         host = self.hosts[KILLED]
-        for kill, front in zip(self.report.kills, self.fronts):
-            kill.resent = front.resent(host) - kill.resent
+        for kill, front, before in zip(self.report.kills, self.fronts, self._resent_before):
+            kill.resent = front.resent(host) - before
 
 
 def start_front(kind: str, workdir: Path, hosts: Sequence[FleetHost], args: argparse.Namespace,
@@ -254,7 +258,7 @@ def run_pass(kinds: Sequence[str], where: Sequence[HostAddress], args: argparse.
         locust = stack.enter_context(LocustRun(LOCUSTFILE_FLEET, "", name, args, env=env))
         locust.start()
         time.sleep(settle + args.users / args.spawn_rate)  # every user started, then some
-        fleet = Fleet(hosts, fronts, settle, report)
+        fleet = Fleet(hosts, fronts, report)
         actions: Dict[str, Callable[[], None]] = {
             "a-roll": fleet.roll, "b-usr2": fleet.upgrade, "c-recycle": fleet.recycle,
             "d-kill": fleet.kill}
@@ -385,13 +389,14 @@ def run_fleet(args: argparse.Namespace) -> FleetReport:
                             max_worker_memory=args.max_worker_memory)
     passes = [kinds] if args.together else [[kind] for kind in kinds]
     with fleet_hosts(args.hosts, HOSTS) as (where, described):
-        report = FleetReport(described, settings, args.check_interval)
+        report = FleetReport(described, settings)
         for kinds_of_pass in passes:
             print_header(f"{' and '.join(kinds_of_pass)} in front of {described}")
             one = run_pass(kinds_of_pass, where, args, settings)
             report.passes.append(one)
             for line in one.notes:
                 print(f"note: {line}")
+            print(f"(this pass took {one.seconds:.0f} s)")
     return report
 
 
