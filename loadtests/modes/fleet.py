@@ -103,7 +103,7 @@ class KillReport:
     failed_after: List[float]  # seconds from the kill to each failure's end
     out_after: Optional[float]  # seconds until the balancer marked the host down (if it tells)
     bound: float  # seconds after the kill within which it must route around the host
-    resent: int  # requests the balancer sent again to another host after meeting the dead one
+    resent: int  # times the balancer moved a request that met the dead host to another one
     routing: str
 
 
@@ -369,8 +369,8 @@ def kill_sentence(kill: KillReport, label: str) -> str:
     out = (f"it marked {kill.host} down {kill.out_after:.2f} s after the kill and"
            if kill.out_after is not None else "with no active check, it")
     return (f"(d) through {label} ({kill.routing}): {kill.host} killed with "
-            f"{kill.connections} connection(s) open to it; {failed}; {out} sent "
-            f"{kill.resent} request(s) that met {kill.host} on to another host.")
+            f"{kill.connections} connection(s) open to it; {failed}; {out} moved a request "
+            f"that met {kill.host} on to another host {kill.resent} time(s).")
 
 
 # -- main -------------------------------------------------------------------------------------

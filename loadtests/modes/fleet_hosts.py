@@ -253,7 +253,8 @@ class Front:
         return None
 
     def resent(self, host: FleetHost) -> int:
-        """Requests it sent again to another host after meeting ``host`` failed."""
+        """How many times so far it moved a request that met ``host`` failing to another host
+        (HAProxy counts each redispatch: a request may count twice)."""
         return 0
 
     def stop(self) -> None:
