@@ -57,6 +57,7 @@ FLEET_START = "<!-- fleet:start -->"
 FLEET_END = "<!-- fleet:end -->"
 HOSTS = 3
 UPGRADED, KILLED = 1, 2  # which host (b) upgrades and (d) kills
+KILL_AFTER = 1.5  # seconds into (d) before the kill: longer than a request of (c) takes
 PHASES = [("a-roll", "(a) new version rolled over the hosts"),
           ("b-usr2", "(b) one host upgraded with USR2"),
           ("c-recycle", "(c) workers recycled by memory"),
@@ -193,7 +194,9 @@ class Fleet:
             self.say(f"{host.name}: {line[line.index('Worker'):]}")
 
     def kill(self) -> None:
-        """(d) kill -9 of one host's process groups; how each balancer copes."""
+        """(d) kill -9 of one host's process groups; how each balancer copes. Only once the
+        requests of the phase before have ended, so that what the kill costs is counted here."""
+        time.sleep(KILL_AFTER)
         host = self.hosts[KILLED]
         self._resent_before = [front.resent(host) for front in self.fronts]
         connections = host.open_connections()
