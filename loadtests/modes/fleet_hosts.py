@@ -62,6 +62,7 @@ class FleetHost:
         self.app: Optional[Process] = None
         self.supervisor = 0
         self.version = ""
+        self.ready_at = 0.0  # time.monotonic() when the version serving now was ready
 
     @property
     def name(self) -> str:
@@ -112,6 +113,7 @@ class FleetHost:
             process.wait_for_log(GEVENTSERVE_READY, timeout=max(1.0, deadline - time.monotonic()))
         self.app.wait_answer(self.url + READINESS_PATH, accept=lambda status: status == 200,
                              timeout=max(1.0, deadline - time.monotonic()))
+        self.ready_at = time.monotonic()
 
     def _alive(self, pid: int) -> bool:
         """Whether ``pid`` runs (a zombie does not), reaping it if it is ours."""
@@ -309,6 +311,13 @@ class NginxFront(Front):
         self.label = nginx_version()
         self.routing = (f"passive: max_fails=1 fail_timeout={self.FAIL_TIMEOUT}s, "
                         "proxy_next_upstream error timeout")
+
+    def wait_in(self, hosts: Sequence[FleetHost], timeout: float) -> None:
+        """nginx cannot tell: a host it found closed is left out for FAIL_TIMEOUT, so wait that
+        long after the hosts were ready. (Rolling on sooner, nginx can have every host marked
+        failed at once and answer 502: no live upstreams.)"""
+        rest = max(host.ready_at for host in hosts) + self.FAIL_TIMEOUT - time.monotonic()
+        time.sleep(min(max(rest, 0.0), timeout))
 
     def resent(self, host: FleetHost) -> int:
         return sum(line.count(f"{host.address}, ") for line in self.nginx.access_lines())
