@@ -2,10 +2,13 @@
 three hosts, each a network namespace made by the test (loopback addresses where the kernel
 refuses them), behind HAProxy and nginx at once, under locust the whole time: a new version
 rolled over them, one upgraded with USR2, workers recycled by memory, one host killed. And the
-namespaces themselves: made, reachable, removed, found and removed after a killed run."""
+namespaces themselves: made, reachable, removed, found and removed after a killed run; refused
+by the kernel, loopback addresses instead."""
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +17,7 @@ from harness.haproxy import HAPROXY
 from harness.netns import NetnsBusy, Network, ip, leftovers, netns_refused
 from harness.nginx import NGINX
 from harness.probe import http_get
-from harness.process import Process
+from harness.process import Process, run_command
 from loadtests.modes import fleet
 from loadtests.run import build_parser
 
@@ -85,3 +88,26 @@ def test_namespaces_are_made_reachable_and_removed_with_what_a_killed_run_left()
 
 def fleet_pids(netns):
     return [int(pid) for pid in ip("netns", "pids", netns).stdout.split()]
+
+
+WHERE = """
+from loadtests.modes.fleet import fleet_hosts
+with fleet_hosts("auto", 3) as (hosts, said):
+    print([host.address for host in hosts], said)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv (to run without CAP_SYS_ADMIN)")
+def test_where_namespaces_are_refused_the_hosts_are_loopback_addresses():
+    """Without CAP_SYS_ADMIN the kernel refuses `ip netns add`: one line says so, and the hosts
+    are 127.0.0.2 to .4."""
+    done = run_command(["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin",
+                        sys.executable, "-c", WHERE], timeout=30,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    said, where = done.stdout.splitlines()
+    assert said.startswith("network namespaces refused (ip netns add ") and said.endswith(
+        "): the hosts run on loopback addresses instead"), said
+    assert where == ("['127.0.0.2', '127.0.0.3', '127.0.0.4'] 3 loopback addresses "
+                     "(127.0.0.2 to 127.0.0.4)")
