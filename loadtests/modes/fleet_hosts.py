@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 from harness.haproxy import HAProxy, haproxy_version
 from harness.netns import HostAddress
 from harness.nginx import Nginx, nginx_version
-from harness.ports import free_port
+from harness.ports import free_ports
 from harness.probe import http_get
 from harness.process import Process, ProcessError, server_env
 from harness.procfs import established
@@ -24,7 +24,7 @@ from loadtests.modes import EXAMPLES, HERE, REPORTS
 
 READINESS_PATH = "/readyz"
 LIVENESS_PATH = "/livez"
-START_TIMEOUT = 40.0  # seconds for a host to serve (a loaded 2-core machine, 2 hosts at once)
+START_TIMEOUT = 40.0  # seconds for a host to serve (a loaded 2-core machine, 3 hosts at once)
 ROUTE_SLACK = 1.0  # seconds past its checks a balancer on a loaded machine may take to act
 NETNS_PORTS = (8000, 8001)  # the app and its upstream, on a host of its own
 
@@ -53,7 +53,7 @@ class FleetHost:
         if where.netns:
             self.port, self.upstream_port = NETNS_PORTS
         else:
-            self.port, self.upstream_port = free_port(where.address), free_port(where.address)
+            self.port, self.upstream_port = free_ports(2, where.address)
         self.log = REPORTS / f"{name}_{where.name}.log"
         self.upstream_log = REPORTS / f"{name}_{where.name}_upstream.log"
         for path in (self.log, self.upstream_log):
