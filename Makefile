@@ -10,7 +10,7 @@ WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: run test lint docs bench system-deps bench-deps clean loadtest loadtest-compare \
-	loadtest-seeds
+	loadtest-seeds fleet
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,3 +86,10 @@ loadtest-seeds: $(VENV)/.installed-load system-deps
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+
+# -- the fleet: three hosts (network namespaces) behind HAProxy, then nginx, rolled, upgraded,
+# recycled and one killed under load; the table goes into loadtests/README.md. As root (the
+# namespaces); FLEET_ARGS for options, e.g. FLEET_ARGS="-u 100 --hosts loopback".
+FLEET_ARGS ?=
+fleet: $(VENV)/.installed-load system-deps
+	$(BIN)/python loadtests/run.py fleet $(FLEET_ARGS)

@@ -511,6 +511,14 @@ def test_usr2_then_term_old_master_under_load():
     assert served_by_new > 100
 
 
+def _read(path):
+    """The stripped text of a file that may be renamed away at any moment ("" then)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def test_usr2_moves_the_pid_file(tmp_path):
     """The upgrade dance: after USR2 the PID file names the new supervisor and <file>.oldbin
     the old one; TERM to the old one removes only .oldbin."""
@@ -519,8 +527,8 @@ def test_usr2_moves_the_pid_file(tmp_path):
     with Server(["-w", "1", "--pid", str(pidfile)]) as srv:
         srv.signal(signal.SIGUSR2)
         new_master = int(wait_until(
-            lambda: pidfile.exists() and pidfile.read_text().strip() not in ("", str(srv.pid))
-            and pidfile.read_text(), message="the new supervisor's PID file"))
+            lambda: _read(pidfile) not in ("", str(srv.pid)) and _read(pidfile),
+            message="the new supervisor's PID file"))
         try:
             assert oldbin.read_text().strip() == str(srv.pid)
             srv.wait_for_log(r"\[%d\] \[INFO\] Ready: 1 worker" % new_master)
