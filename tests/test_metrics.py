@@ -385,7 +385,7 @@ def test_a_request_that_blocks_the_loop_is_reported_once_with_its_stack():
     log = srv.log
     assert log.count("Event loop blocked") == 1
     stack = log[log.index("Event loop blocked"):].split("\n[", 1)[0]
-    assert re.search(r"Stack [01]\.\d+s into the block:\n", stack), stack
+    assert re.search(r"Stack 0\.\d+s into the block:\n", stack), stack
     assert "while time.time() < end" in stack  # taken while it spun
     access = {line.split(" HTTP/1.1 ")[0]: line.split() for line in srv.out_lines}
     assert 1.2 <= float(access["GET /spin?1.2"][-1]) < 2.0

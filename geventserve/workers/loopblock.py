@@ -114,14 +114,18 @@ class LoopBlocks:
 
     def sample(self, main_frame: Callable[[], Any],
                describe: Callable[[Any], Optional[str]]) -> None:
-        """Take the stack of the hold under way if it may be reported: half-way to ``warn``
-        and past the quiet time after the last report (the watchdog thread calls this)."""
+        """Take the stack of the hold under way if it may be reported, once: half-way to
+        ``warn`` and past the quiet time after the last report (the watchdog thread calls
+        this)."""
         hold = self.holding()
         if hold is None:
             return
         started, held = hold
         if held < self.warn / 2 or started < self.last_report + REPORT_EVERY:
             return
+        sampled = self.sampled
+        if sampled is not None and sampled.started == started:
+            return  # one sample per hold: a later one may catch its tail (the response sent)
         frame = main_frame()
         if frame is None:
             return
