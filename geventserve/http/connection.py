@@ -28,6 +28,7 @@ from .errors import (
     BodyTimeout,
     ClientGone,
     HTTPError,
+    Interrupted,
     MalformedBody,
     RequestTimeout,
     TruncatedBody,
@@ -196,6 +197,9 @@ class Connection:
         except OSError as exc:
             if exc.errno not in (errno.EBADF, errno.ENOTCONN):
                 logs.error_log.debug("connection failed: %s", exc)
+        except Interrupted:  # the watchdog's, outside the application: the request is cut
+            logs.error_log.error("a request blocked the event loop for --timeout outside the "
+                                 "application; its connection is closed")
         finally:
             self.close()
 

@@ -59,13 +59,17 @@ class Service:
                  pre_request: Optional[Callable[..., None]] = None,
                  post_request: Optional[Callable[..., None]] = None,
                  ready: Optional[Callable[[], bool]] = None,
+                 observe: Optional[Callable[[Any], Any]] = None,
+                 on_connection: Optional[Callable[[], None]] = None,
                  clock: Callable[[], float] = monotonic) -> None:
         """``current_task``: returns the task (greenlet) serving the calling connection, which
         ``interrupt_expired`` interrupts when the connection's deadline passes; ``readiness``:
         how to wait between keep-alive requests; ``request_limit``: after this many requests
         (0: never), ``on_request_limit`` is called; ``pre_request(req)``,
         ``post_request(req, environ, resp)``: gunicorn-style hooks; ``ready()``: whether
-        --readiness-path answers 200 (it does when not given)."""
+        --readiness-path answers 200 (it does when not given); ``observe(access)``: what is
+        called per answered request instead of the access log (None, or a function of
+        access-log arguments), given that; ``on_connection()``: called per connection."""
         self.current_task = current_task
         self.clock = clock
         self.tls_context = None
@@ -87,9 +91,11 @@ class Service:
         self.requests = 0
         self.request_limit = request_limit
         self.on_request_limit = on_request_limit
+        access = statsd.request_path(logs.log_access if logs.access_enabled() else None)
+        self.on_connection = on_connection
         self.handler: RequestHandler = WSGIHandler(
             app, proxies=self.proxies,
-            access=statsd.request_path(logs.log_access if logs.access_enabled() else None),
+            access=observe(access) if observe is not None else access,
             pre_request=pre_request, post_request=post_request,
             on_request_done=self.request_done, clock=clock)
         paths = health_paths(config.liveness_path, config.readiness_path)
@@ -155,6 +161,8 @@ class Service:
             return
         if self.current_task is not None:
             conn.task = self.current_task()
+        if self.on_connection is not None:
+            self.on_connection()
         self.connections.add(conn)
         try:
             conn.run(self.tls_context)

@@ -21,7 +21,7 @@ import httptools
 from .. import logs
 from .body import EMPTY_INPUT, Input
 from .connection import CLOSE, KEEP_ALIVE, Outcome
-from .errors import ClientGone, HTTPError
+from .errors import ClientGone, HTTPError, Interrupted
 from .framing import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, response_framing
 from .hooks import HookRequest, HookResponse
 from .parser import Request
@@ -457,10 +457,14 @@ class WSGIHandler:
                 logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
                 exchange.status = f"{exc.status} {exc.reason}"
                 _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
-        except Exception:
+        except (Exception, Interrupted) as exc:
             exchange.close = True
-            logs.error_log.exception("Error handling request %s %s", request.method,
-                                     exchange.target_text())
+            if isinstance(exc, Interrupted):  # by the watchdog, which logged the stack
+                logs.error_log.error("%s %s: interrupted after blocking the event loop for "
+                                     "--timeout", request.method, exchange.target_text())
+            else:
+                logs.error_log.exception("Error handling request %s %s", request.method,
+                                         exchange.target_text())
             if not exchange.head_sent:
                 exchange.status = "500 Internal Server Error"
                 _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))

@@ -96,6 +96,7 @@ class GeventWorker(Worker):
     """Serves thousands of connections cooperatively, one greenlet each, bounded by a pool."""
 
     multithread = True
+    tick = TICK
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +124,17 @@ class GeventWorker(Worker):
         return gevent.getcurrent
 
     def make_service(self, **parts: Any) -> Any:
+        config = self.config
+        per_request = config.metrics_bind is not None or logs.access_shows_loop_block()
+        if config.loop_block_warn or per_request:
+            import gevent
+            from greenlet import getcurrent
+
+            from .loopblock import LoopBlocks
+
+            self.loop_blocks = LoopBlocks(gevent.get_hub(), getcurrent, config.loop_block_warn,
+                                          per_request)
+            self.loop_blocks.install()
         return super().make_service(readiness=ReadinessOrder(), **parts)
 
     def check_environment(self) -> None:
@@ -172,11 +184,16 @@ class GeventWorker(Worker):
         ticker.stop()
 
     def _tick(self) -> None:
-        """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines."""
-        self.slot.beat()
+        """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines,
+        and reports the last request that held the loop too long."""
+        self.heartbeat()
         self._sweep()
         if self.slot.draining and not self.service.state.closing:
             self.service.drain()  # --drain-delay: the supervisor says the server is leaving
+        if self.loop_blocks is not None:
+            report = self.loop_blocks.report_due()
+            if report:
+                logs.error_log.warning("%s", report)
         if os.getppid() != self.ppid:
             logs.error_log.warning("the supervisor (pid:%d) is gone: stopping", self.ppid)
             self.stop_requested.set()
