@@ -10,7 +10,7 @@ WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: run test lint docs bench system-deps bench-deps clean loadtest loadtest-compare \
-	loadtest-seeds loadtest-chat
+	loadtest-seeds loadtest-chat fleet fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,examples]'
+	$(BIN)/python -m pip install --quiet -e '.[test,examples,fuzz]'
 	touch $@
 
 run: $(VENV)/.installed-run
@@ -33,7 +33,8 @@ $(VENV)/.installed-load: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 # Programs the tests (and the benchmark) start for real, from Debian's packages when missing.
-TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl haproxy:haproxy
+TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl haproxy:haproxy \
+	prometheus:prometheus
 BENCH_PROGRAMS := $(TEST_PROGRAMS) wrk:wrk
 define install_programs
 	@missing=""; for item in $(1); do \
@@ -58,7 +59,13 @@ docs: $(VENV)/.installed-run
 	$(BIN)/python -m geventserve.docs > docs/settings.md
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check geventserve tests examples loadtests bench harness
+	$(BIN)/ruff check geventserve tests examples loadtests bench harness fuzz
+
+# -- fuzzing: atheris on the HTTP layer in-process (fuzz/run.py); a crash is saved in
+# tests/fuzz_regressions/ and fails the run. `make test` runs 30 s of it (tests/test_fuzz.py).
+FUZZ_SECONDS ?= 300
+fuzz: $(VENV)/.installed-test
+	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 # -- benchmark: geventserve beside gunicorn -k gevent, one worker each (bench/bench.py).
 # BENCH_QUICK=1 for short runs; BENCH_ARGS="--workloads plain,flask" for a part.
@@ -90,4 +97,11 @@ loadtest-chat: $(VENV)/.installed-load
 	$(BIN)/python loadtests/run.py chat -u $(CHAT_USERS) -r $(CHAT_SPAWN_RATE) -t $(RUN_TIME)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .fuzz-corpus
+
+# -- the fleet: three hosts (network namespaces) behind HAProxy, then nginx, rolled, upgraded,
+# recycled and one killed under load; the table goes into loadtests/README.md. As root (the
+# namespaces); FLEET_ARGS for options, e.g. FLEET_ARGS="-u 100 --hosts loopback".
+FLEET_ARGS ?=
+fleet: $(VENV)/.installed-load system-deps
+	$(BIN)/python loadtests/run.py fleet $(FLEET_ARGS)

@@ -41,3 +41,14 @@ def _flask_sleeper():
 
 
 flask_io = _flask_sleeper()
+
+
+UNREAD = b"x" * (256 * 1024)
+
+
+def hostile(environ, start_response):
+    """For the hostile-clients rows: a hello that reads no request body, and a 256 KiB response
+    at /big (for the clients that never read)."""
+    body = UNREAD if environ["PATH_INFO"] == "/big" else b"Hello, World!\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

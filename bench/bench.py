@@ -2,10 +2,14 @@
 
 Each server runs one worker pinned to CPU 0 (taskset); the load generator (wrk) is pinned to
 CPU 1. Servers are interleaved within each round, over several rounds, and the table reports
-medians: requests/s, p50 and p99 latency, errors, the worker's RSS, and the ratio
-geventserve / gunicorn. The ``websockets`` workload is bench/websockets.py (one round, its own
-client on CPU 1): memory per open WebSocket and echo round trips. BENCH_QUICK=1 makes every run
-short. Not a test: nothing here asserts.
+medians: requests/s, p50 and p99 latency, errors, the worker's RSS, the server's CPU time per
+request (its processes together: steadier than requests/s on a shared machine), and the ratio
+geventserve / gunicorn. Variants of a workload (geventserve with --metrics-bind, scraped 100
+times a second, without the event-loop timing, with gevent's own monitor thread instead) run
+right after it in each round; their ratios are the medians of the rounds' ratios to it. The
+``websockets`` workload is bench/websockets.py (one round, its own client on CPU 1): memory per
+open WebSocket and echo round trips. BENCH_QUICK=1 makes every run short. Not a test: nothing
+here asserts.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import http.client
 import json
 import os
 import re
@@ -22,17 +27,20 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the harness
 
+import hostile  # bench/hostile.py, beside this script
+
 from harness import EXAMPLES, ROOT
 from harness.machine import machine_line, versions
-from harness.ports import free_port
+from harness.ports import free_ports
 from harness.process import Process, server_env
-from harness.procfs import rss_mib
+from harness.procfs import group_cpu_seconds, rss_mib
 from harness.servers import geventserve_command, gunicorn_command
 
 BENCH = os.path.join(ROOT, "bench")
@@ -52,6 +60,19 @@ class Workload:
     script: Optional[str] = None  # a wrk lua script (for the POST)
     worker_connections: int = 1000
     extra_args: List[str] = field(default_factory=list)
+    servers: Tuple[str, ...] = ("geventserve", "gunicorn")
+    base: str = ""  # a variant (geventserve only) of the workload of this name
+    metrics: bool = False  # with --metrics-bind
+    scrapes: int = 0  # GET /metrics a second during the measured run
+    env: Dict[str, str] = field(default_factory=dict)
+
+
+def variant(name: str, title: str, of: str, **changes: object) -> Workload:
+    """A geventserve-only variant of the workload named ``of``, compared with it unless
+    ``base`` names another (see WORKLOADS)."""
+    fields = {**next(w for w in WORKLOADS if w.name == of).__dict__, "name": name,
+              "title": title, "servers": ("geventserve",), "base": of, **changes}
+    return Workload(**fields)  # type: ignore[arg-type]
 
 
 WORKLOADS = [
@@ -66,31 +87,84 @@ WORKLOADS = [
     Workload("upload", "64 KiB POST echoed, 50 connections", "apps:echo", BENCH, "/", 50,
              script=os.path.join(BENCH, "post64k.lua")),
 ]
+WORKLOADS[1:1] = [
+    variant("plain-metrics", "plain hello, --metrics-bind", "plain", metrics=True),
+    variant("plain-scraped", "plain hello, --metrics-bind, scraped 100 times a second",
+            "plain", metrics=True, scrapes=100, base="plain-metrics"),
+]
+WORKLOADS[4:4] = [
+    variant("flask-noloop", "Flask hello, --loop-block-warn 0 (no switch timing)", "flask",
+            extra_args=["--loop-block-warn", "0"]),
+    variant("flask-monitor", "Flask hello, gevent's monitor thread (0.5 s) instead", "flask",
+            extra_args=["--loop-block-warn", "0"],
+            env={"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.5"}),
+]
 
 
-def server_command(server: str, workload: Workload, port: int, keepalive: float) -> List[str]:
+def server_command(server: str, workload: Workload, port: int, keepalive: float,
+                   metrics_port: int = 0) -> List[str]:
     options = ["-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}", "--worker-connections",
                str(workload.worker_connections), "--log-level", "warning",
                "--keep-alive", f"{keepalive:g}", "--chdir", workload.chdir]
     if server == "geventserve":
+        if metrics_port:
+            options += ["--metrics-bind", f"127.0.0.1:{metrics_port}"]
         return geventserve_command(options + workload.extra_args, workload.app)
     return gunicorn_command(options, workload.app)
 
 
 @contextlib.contextmanager
 def running(server: str, workload: Workload,
-            keepalive: float = 5) -> Iterator[Tuple[Process, int]]:
-    """``server`` serving ``workload``, pinned to SERVER_CPU and from a neutral working
-    directory (no ./geventserve.conf.py or ./gunicorn.conf.py is picked up), once it answered:
-    (its process, its port); stopped by PID on exit."""
-    port = free_port()
-    command = ["taskset", "-c", SERVER_CPU] + server_command(server, workload, port, keepalive)
-    env = server_env({"PYTHONPATH": os.pathsep.join([workload.chdir, ROOT])})
+            keepalive: float = 5) -> Iterator[Tuple[Process, int, int]]:
+    """``server`` serving ``workload``, pinned to SERVER_CPU (its supervisor too) and from a
+    neutral working directory (no ./geventserve.conf.py or ./gunicorn.conf.py is picked up),
+    once it answered: (its process, its port, its --metrics-bind port or 0); stopped by PID on
+    exit."""
+    port, metrics_port = free_ports(2)
+    metrics_port = metrics_port if workload.metrics else 0
+    command = ["taskset", "-c", SERVER_CPU] + server_command(server, workload, port, keepalive,
+                                                             metrics_port)
+    env = server_env({"PYTHONPATH": os.pathsep.join([workload.chdir, ROOT]), **workload.env})
     with Process(command, name=server, cwd=RESULTS, env=env, append=True, stop_timeout=10,
                  log=os.path.join(RESULTS, f"server-{server}.log")).start() as process:
         process.wait_answer(f"http://127.0.0.1:{port}{workload.path.split('?')[0]}", timeout=20)
         time.sleep(0.3)  # let the worker settle after its first request
-        yield process, port
+        yield process, port, metrics_port
+
+
+@contextlib.contextmanager
+def scraping(port: int, per_second: int) -> Iterator[List[int]]:
+    """GET /metrics ``per_second`` times a second on one kept-alive connection, as Prometheus
+    does, until the block ends; yields the list of statuses answered."""
+    statuses: List[int] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # this thread: beside wrk, off the server's
+        interval, due = 1.0 / per_second, time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/metrics")
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+            except (OSError, http.client.HTTPException):
+                statuses.append(0)
+                conn.close()
+            due += interval
+            stop.wait(max(due - time.monotonic(), 0.0))
+        conn.close()
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    if per_second:
+        thread.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        if per_second:
+            thread.join(10)
 
 
 def worker_rss_mib(process: Process) -> float:
@@ -129,10 +203,17 @@ def run_wrk(workload: Workload, port: int, duration: float) -> Dict[str, float]:
 
 
 def measure(server: str, workload: Workload, duration: float, warmup: float) -> Dict[str, float]:
-    with running(server, workload) as (process, port):
+    with running(server, workload) as (process, port, metrics_port):
         run_wrk(workload, port, warmup)
-        result = run_wrk(workload, port, duration)
+        cpu = group_cpu_seconds(process.pid)
+        with scraping(metrics_port, workload.scrapes) as scrapes:
+            result = run_wrk(workload, port, duration)
+        cpu = group_cpu_seconds(process.pid) - cpu
+        result["cpu_us"] = cpu / max(result["rps"] * duration, 1.0) * 1e6
         result["rss"] = worker_rss_mib(process)
+    if workload.scrapes:
+        result["scrapes"] = len(scrapes) / duration
+        result["errors"] += sum(1 for status in scrapes if status != 200)
     return result
 
 
@@ -144,7 +225,7 @@ def idle_connections(server: str, count: int, probes: int = 50) -> Dict[str, flo
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < count + 1000:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1000), hard))
-    with running(server, workload, keepalive=600) as (process, port):
+    with running(server, workload, keepalive=600) as (process, port, _):
         base_rss = worker_rss_mib(process)
         request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
         held = []
@@ -171,6 +252,41 @@ def idle_connections(server: str, count: int, probes: int = 50) -> Dict[str, flo
     latencies.sort()
     return {"rss": rss, "base_rss": base_rss, "p50": latencies[len(latencies) // 2],
             "max": latencies[-1], "alive": alive}
+
+
+def hostile_clients(server: str, count: int, duration: float,
+                    worker_connections: int) -> Dict[str, object]:
+    """A paced normal client alone, then beside ``count`` clients of each hostile kind
+    (bench/hostile.py), against one worker; with its peak RSS and descriptors, and whether
+    it is still the same process at the end."""
+    workload = Workload("hostile", "", "apps:hostile", BENCH, "/", 0,
+                        worker_connections=worker_connections,
+                        extra_args=["--header-timeout", f"{hostile.HEADER_TIMEOUT:g}",
+                                    "--body-timeout", f"{hostile.BODY_TIMEOUT:g}"])
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the clients beside wrk's usual place
+    try:
+        with running(server, workload) as (process, port):
+            workers = process.worker_pids()
+            alone = hostile.run(port, duration, 0)
+            started = time.monotonic()
+            peak = {"rss": 0.0, "fds": 0}
+            timeline: List[Tuple[float, int]] = []
+
+            def sample() -> None:
+                fds = sum(hostile.open_fds(pid) for pid in workers)
+                peak["rss"] = max(peak["rss"], rss_mib(workers))
+                peak["fds"] = max(peak["fds"], fds)
+                timeline.append((time.monotonic() - started, fds))
+
+            crowd = hostile.run(port, duration, count, sample, workers)
+            crowd["same_worker"] = process.worker_pids() == workers
+    finally:
+        os.sched_setaffinity(0, affinity)
+    crowd.update(rss_peak=peak["rss"], fds_peak=peak["fds"], timeline=timeline,
+                 alone_p50=alone["p50"], alone_p99=alone["p99"],
+                 alone_timeouts=alone["timeouts"], worker_connections=worker_connections)
+    return crowd
 
 
 def read_response(sock: socket.socket) -> bytes:
@@ -225,11 +341,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds per measured run (default 10, or 3 with BENCH_QUICK=1)")
     parser.add_argument("--workloads",
-                        default=",".join(w.name for w in WORKLOADS) + ",idle,websockets",
+                        default=",".join(w.name for w in WORKLOADS) + ",idle,hostile,websockets",
                         help="comma-separated subset of: "
-                             + ", ".join(w.name for w in WORKLOADS) + ", idle, websockets")
+                             + ", ".join(w.name for w in WORKLOADS) + ", idle, hostile, websockets")
     parser.add_argument("--servers", default="geventserve,gunicorn")
     parser.add_argument("--idle-connections", type=int, default=10000)
+    parser.add_argument("--hostile-clients", type=int, default=1000,
+                        help="clients of each hostile kind (default 1000)")
+    parser.add_argument("--hostile-duration", type=float, default=None,
+                        help="seconds of each hostile measurement (default 45, 20 with "
+                             "BENCH_QUICK=1)")
+    parser.add_argument("--hostile-worker-connections", default="4000,1000",
+                        help="--worker-connections of the hostile runs (geventserve)")
     parser.add_argument("--websockets", type=int, default=None,
                         help="WebSockets held open (default 10 000, or 2 000 with BENCH_QUICK=1)")
     args = parser.parse_args(argv)
@@ -254,7 +377,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for workload in WORKLOADS:
             if workload.name not in wanted:
                 continue
-            for server in (servers if round_number % 2 else servers[::-1]):
+            ordered = servers if round_number % 2 else servers[::-1]
+            for server in [s for s in ordered if s in workload.servers]:
                 print(f"round {round_number}: {workload.name} on {server} ...", end=" ",
                       flush=True, file=sys.stderr)
                 result = measure(server, workload, duration, warmup)
@@ -267,7 +391,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                   flush=True, file=sys.stderr)
             idle[server] = idle_connections(server, args.idle_connections)
             print(f"{idle[server]['rss']:.0f} MiB", file=sys.stderr)
-    report = render(results, idle, args, started, duration)
+    hostile_rows: List[Dict[str, object]] = []
+    if "hostile" in wanted:
+        hostile_duration = args.hostile_duration or (20.0 if quick else 45.0)
+        for server in servers:
+            limits = ([int(n) for n in args.hostile_worker_connections.split(",")]
+                      if server == "geventserve" else [4000])
+            for limit in limits:
+                print(f"hostile: {args.hostile_clients} of each kind on {server} "
+                      f"(--worker-connections {limit}) ...", end=" ", flush=True,
+                      file=sys.stderr)
+                row = hostile_clients(server, args.hostile_clients, hostile_duration, limit)
+                row["server"] = server
+                hostile_rows.append(row)
+                print(f"p99 {fmt_ms(row['p99'])} (alone {fmt_ms(row['alone_p99'])})",
+                      file=sys.stderr)
+    report = render(results, idle, args, started, duration) + render_hostile(hostile_rows, args)
     if "websockets" in wanted:
         count = args.websockets or (2000 if quick else 10_000)
         report += "\n" + open_websockets(args.servers, count, quick)
@@ -275,7 +414,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
         fh.write(report)
     with open(os.path.join(RESULTS, "latest.json"), "w") as fh:
-        json.dump({"results": results, "idle": idle}, fh, indent=1)
+        json.dump({"results": results, "idle": idle, "hostile": hostile_rows}, fh, indent=1)
     return 0
 
 
@@ -287,23 +426,30 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
              f"{versions('geventserve', 'gunicorn', 'gevent', 'Flask')}.",
              f"One worker pinned to CPU {SERVER_CPU}, wrk pinned to CPU {CLIENT_CPU}; "
              f"{args.rounds} interleaved rounds of {duration:g} s; medians.", "",
-             "| workload | server | req/s | p50 | p99 | errors | worker RSS | ratio req/s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| workload | server | req/s | p50 | p99 | errors | worker RSS | CPU/request | "
+             "ratio (to gunicorn; or to the workload named: req/s, CPU/request) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for workload in WORKLOADS:
         by_server = results.get(workload.name)
         if not by_server:
             continue
         rps = {server: median([r["rps"] for r in runs]) for server, runs in by_server.items()}
+        base = results.get(workload.base, {}).get("geventserve")
         for server, runs in by_server.items():
             ratio = ""
-            if server == "geventserve" and rps.get("gunicorn"):
+            if base:  # run right after its base in each round: the median of those ratios
+                rps_ratio = median([r["rps"] / b["rps"] for r, b in zip(runs, base)])
+                cpu_ratio = median([r["cpu_us"] / b["cpu_us"] for r, b in zip(runs, base)])
+                ratio = f"{workload.base}: {rps_ratio:.3f}x, {cpu_ratio:.3f}x"
+            elif server == "geventserve" and rps.get("gunicorn"):
                 ratio = f"{rps[server] / rps['gunicorn']:.2f}x"
             lines.append(
                 f"| {workload.title} | {server} | {rps[server]:.0f} | "
                 f"{fmt_ms(median([r['p50'] for r in runs]))} | "
                 f"{fmt_ms(median([r['p99'] for r in runs]))} | "
                 f"{int(median([r['errors'] for r in runs]))} | "
-                f"{median([r['rss'] for r in runs]):.0f} MiB | {ratio} |")
+                f"{median([r['rss'] for r in runs]):.0f} MiB | "
+                f"{median([r['cpu_us'] for r in runs]):.1f} us | {ratio} |")
     if idle:
         lines += ["", f"| {args.idle_connections} idle keep-alive connections | worker RSS | "
                       "RSS before | request on top, p50 | max | still open |",
@@ -311,6 +457,34 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
         for server, row in idle.items():
             lines.append(f"| {server} | {row['rss']:.0f} MiB | {row['base_rss']:.0f} MiB | "
                          f"{fmt_ms(row['p50'])} | {fmt_ms(row['max'])} | {row['alive']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_hostile(rows: List[Dict[str, object]], args: argparse.Namespace) -> str:
+    if not rows:
+        return ""
+    count = args.hostile_clients
+    lines = ["", f"{count} slowloris connections (a header byte every 2 s), {count} slow uploads "
+             f"(a body byte every 2 s, to an app that reads no body) and {count} clients that "
+             "never read their 256 KiB response, against one worker, beside a normal client "
+             f"(a GET on a new connection {hostile.NORMAL_RATE} times a second); "
+             f"--header-timeout {hostile.HEADER_TIMEOUT:g}, --body-timeout "
+             f"{hostile.BODY_TIMEOUT:g}.", "",
+             "| server | --worker-connections | normal p50 / p99 alone | p50 / p99 beside them "
+             "| no answer | worker RSS peak | worker fds peak | slowloris closed after (median, "
+             "max) | uploads closed after | non-readers let go after | worker died |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(
+            f"| {row['server']} | {row['worker_connections']} | "
+            f"{fmt_ms(row['alone_p50'])} / {fmt_ms(row['alone_p99'])} | "  # type: ignore[arg-type]
+            f"{fmt_ms(row['p50'])} / {fmt_ms(row['p99'])} | "  # type: ignore[arg-type]
+            f"{row['timeouts']} of {row['requests']} | {row['rss_peak']:.0f} MiB | "
+            f"{row['fds_peak']} | "
+            f"{row['slowloris_lifetime']:.1f} s, {row['slowloris_lifetime_max']:.1f} s | "
+            f"{row['upload_lifetime']:.1f} s, {row['upload_lifetime_max']:.1f} s | "
+            f"{row['nonreader_lifetime']:.1f} s, {row['nonreader_lifetime_max']:.1f} s | "
+            f"{'no' if row['same_worker'] else 'yes'} |")
     return "\n".join(lines) + "\n"
 
 

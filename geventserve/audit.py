@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from types import FrameType, ModuleType
+from types import CodeType, FrameType, ModuleType
 from typing import Any, Callable, List, Optional, Tuple
 
 from . import logs
@@ -108,6 +108,16 @@ def _entry(frame: Optional[FrameType]) -> Optional[FrameType]:
     return None
 
 
+def _target_code(thread: Any) -> Optional[CodeType]:
+    """What a threading.Thread runs (its target, or the run() of a subclass). Its stack does
+    not tell once it waits in gevent: a thread started before the patching that calls a patched
+    function (time.sleep) runs a hub of its own, and its current frame is the hub's."""
+    target = getattr(thread, "_target", None)
+    if target is None and thread is not None and type(thread).run is not threading.Thread.run:
+        target = type(thread).run
+    return getattr(target, "__code__", None)
+
+
 def foreign_threads() -> List[str]:
     """A line for each real OS thread other than the calling one and those of gevent (its
     threadpool, its monitor) and of this server (the watchdog)."""
@@ -118,17 +128,19 @@ def foreign_threads() -> List[str]:
     for ident, frame in sorted(sys._current_frames().items()):
         if ident == me:
             continue
-        entry = _entry(frame)
-        if entry is None:
-            continue
-        path = os.path.realpath(entry.f_code.co_filename)
-        if path.startswith(own):
-            continue
         thread = active.get(ident)
+        code = _target_code(thread)
+        if code is None:
+            entry = _entry(frame)
+            if entry is None:
+                continue
+            code = entry.f_code
+        if os.path.realpath(code.co_filename).startswith(own):
+            continue
         name = getattr(thread, "name", None) or f"ident {ident}"
         lines.append(
-            f"a real OS thread ({name!r}, running {entry.f_code.co_name} from "
-            f"{entry.f_code.co_filename}:{entry.f_code.co_firstlineno}) runs beside the event "
+            f"a real OS thread ({name!r}, running {code.co_name} from "
+            f"{code.co_filename}:{code.co_firstlineno}) runs beside the event "
             "loop: it was started before gevent patched threading (a post_fork hook?) or with "
             "the original thread API, and the locks, queues and sockets it shares with "
             "greenlets can block the worker; fix: start it once the worker has patched (in the "

@@ -55,6 +55,10 @@ def main(argv: Optional[List[str]] = None) -> NoReturn:
 
 
 def run(argv: Sequence[str]) -> int:
+    if argv[:1] == ["status"]:  # geventserve status ADDRESS (an app module so named: status:app)
+        from .metrics.status import main as status_main
+
+        return status_main(argv[1:])
     logs.setup()
     source = CommandLineConfig(argv)
     try:

@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage="geventserve [OPTIONS] [APP]",
         description="Serve a WSGI application with pre-forked gevent (or sync) workers.",
         epilog="APP is MODULE:ATTRIBUTE (myproject.wsgi:app), MODULE:FACTORY(ARGS) "
-               "(myapp:create_app('prod')) or MODULE (uses 'application', then 'app').",
+               "(myapp:create_app('prod')) or MODULE (uses 'application', then 'app'). "
+               "geventserve status ADDRESS shows the workers of a server started with "
+               "--metrics-bind ADDRESS.",
         allow_abbrev=False,
     )
     parser.add_argument("-v", "--version", action="version", version=f"geventserve {__version__}")

@@ -33,7 +33,11 @@ ATOMS = {
     "s": "status", "B": "response bytes", "b": "response bytes, or '-'", "f": "referer",
     "a": "user agent", "T": "duration (s)", "M": "duration (ms)", "D": "duration (us)",
     "L": "duration (decimal s)", "p": "pid",
+    "K": "longest time the request held the event loop without yielding (decimal s; gevent "
+         "workers, '-' otherwise)",
 }
+#: the environ key where the gevent worker leaves the K atom's figure (seconds)
+LOOP_BLOCKED_KEY = "geventserve.loop_blocked"
 _KEY = re.compile(r"%\((.*?)\)")
 _HEADER_ATOM = re.compile(r"\{([^}]+)\}([ioe])")
 
@@ -113,6 +117,8 @@ def setup(loglevel: str = "info", errorlog: str = "-", accesslog: Optional[str] 
             handler.setFormatter(logging.Formatter(fmt, DATE_FORMAT))
             logger.addHandler(handler)
     _access_writer = json_access_line if access_json else compile_access_format(access_format)
+    global _access_shows_loop_block
+    _access_shows_loop_block = not access_json and "K" in _KEY.findall(access_format)
     _capture(errorlog if capture_output and errorlog not in ("-", "") else None)
 
 
@@ -223,6 +229,14 @@ def access_enabled() -> bool:
     return access_log.isEnabledFor(logging.INFO) and access_log.hasHandlers()
 
 
+_access_shows_loop_block = False
+
+
+def access_shows_loop_block() -> bool:
+    """Whether the access log format has the K atom (how long the event loop was held)."""
+    return _access_shows_loop_block
+
+
 # -- access log lines ----------------------------------------------------------------------
 
 _clf_second = 0
@@ -270,6 +284,8 @@ _ATOM_VALUES: Dict[str, Callable[..., str]] = {
     "D": lambda env, status, sent, duration, headers: str(int(duration * 1_000_000)),
     "L": lambda env, status, sent, duration, headers: "%.6f" % duration,
     "p": lambda env, status, sent, duration, headers: "<%d>" % os.getpid(),
+    "K": lambda env, status, sent, duration, headers: (
+        "%.6f" % env[LOOP_BLOCKED_KEY] if LOOP_BLOCKED_KEY in env else "-"),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional, Tuple
 
 from . import logs
 from .generation import Generation, WorkerProcess
@@ -39,7 +39,7 @@ class Recycling:
     def __init__(self) -> None:
         self._next_check = 0.0
         self._lifetimes: Dict[int, float] = {}  # pid -> seconds it may run
-        self._marked: Dict[int, str] = {}  # pid -> why it is being replaced
+        self._marked: Dict[int, str] = {}  # pid -> why it is being replaced (memory, lifetime)
 
     def check(self, generation: Generation, workers: Iterable[WorkerProcess],
               now: float) -> None:
@@ -57,26 +57,28 @@ class Recycling:
                 del table[pid]
         for worker in workers:
             if worker.pid in self._marked and worker.slot.state != RETIRING:
-                worker.slot.retire()  # the worker's own heartbeat wrote over the mark
+                worker.slot.retire(self._marked[worker.pid])  # its own state written since
         if any(w.stopping_since or w.slot.state == RETIRING for w in workers):
             return  # one at a time: the last one replaced has not left yet
         for worker in workers:
             if worker.generation is not generation or worker.slot.state != READY:
                 continue
-            reason = self._reason(worker, memory_limit, lifetime, config, now)
-            if reason is not None:
+            found = self._reason(worker, memory_limit, lifetime, config, now)
+            if found is not None:
+                kind, reason = found
                 logs.error_log.info("Worker (pid:%d) %s: replacing it", worker.pid, reason)
-                self._marked[worker.pid] = reason
-                worker.slot.retire()
+                self._marked[worker.pid] = kind
+                worker.slot.retire(kind)
                 return
 
     def _reason(self, worker: WorkerProcess, memory_limit: int, lifetime: float, config: Config,
-                now: float) -> Optional[str]:
+                now: float) -> Optional[Tuple[str, str]]:
+        """("memory" or "lifetime", what the log says) if ``worker`` is to be replaced."""
         if memory_limit:
             rss = resident_bytes(worker.pid)
             if rss is not None and rss > memory_limit:
-                return (f"uses {rss / MIB:.0f} MiB of memory, past --max-worker-memory "
-                        f"{config.max_worker_memory}")
+                return "memory", (f"uses {rss / MIB:.0f} MiB of memory, past "
+                                  f"--max-worker-memory {config.max_worker_memory}")
         if lifetime:
             limit = self._lifetimes.get(worker.pid)
             if limit is None:
@@ -84,6 +86,6 @@ class Recycling:
                 limit = self._lifetimes[worker.pid] = lifetime + random.uniform(0, jitter)
             age = now - worker.started
             if age > limit:
-                return (f"has run {age:.0f}s, past --max-worker-lifetime {lifetime:g}s"
-                        f" (+{limit - lifetime:.0f}s of jitter)")
+                return "lifetime", (f"has run {age:.0f}s, past --max-worker-lifetime "
+                                    f"{lifetime:g}s (+{limit - lifetime:.0f}s of jitter)")
         return None

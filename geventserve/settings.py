@@ -137,6 +137,15 @@ def string_list(value: Any) -> List[str]:
     raise ValueError("expected a string or a list of strings")
 
 
+def metrics_address(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    address = sockets.parse_address(string(value))
+    if address.kind not in ("tcp", "unix"):
+        raise ValueError("expected HOST:PORT or unix:PATH")
+    return value
+
+
 def bind_list(value: Any) -> List[str]:
     addresses = string_list(value)
     if not addresses:
@@ -312,6 +321,7 @@ PROXY = "Behind a proxy"
 TLS = "TLS"
 PROCESS = "Process"
 LOGGING = "Logging"
+METRICS = "Metrics and monitoring"
 HOOKS = "Server hooks"
 
 SETTINGS: List[Setting] = [
@@ -359,9 +369,12 @@ SETTINGS: List[Setting] = [
         use USR2 to load new code.""", action="store_true"),
     # -- timeouts
     Setting("timeout", TIMEOUTS, ("-t", "--timeout"), watchdog_timeout, 30.0, """
-        A worker whose event loop is blocked (or, for sync, whose request runs) this many
-        seconds is aborted and replaced; its watchdog first logs the request it was serving and
-        the Python stack where it is stuck. 0 disables the check.""", examples=("20", "40")),
+        When a worker's event loop is blocked (or, for sync, its request runs) this many
+        seconds, its watchdog logs the request and the Python stack where it is stuck, then
+        interrupts that request (it gets a 500, or a close if its response had started) and
+        the worker is replaced gracefully, answering what was waiting; a block the interpreter
+        cannot interrupt (C code holding the GIL) ends the worker at once. 0 disables the
+        check.""", examples=("20", "40")),
     Setting("graceful_timeout", TIMEOUTS, ("--graceful-timeout",), non_negative_float, 30.0, """
         On TERM (or a reload), how long workers may take to finish the requests under way before
         they are killed.""", examples=("10", "15")),
@@ -376,17 +389,19 @@ SETTINGS: List[Setting] = [
         Seconds a request body may stall (or a client may stop reading the response) before the
         request ends with 408 or the connection is closed.""", examples=("60", "90")),
     # -- request limits
-    Setting("limit_request_line", LIMITS, ("--limit-request-line",), int_between(0, 8190), 4094, """
-        Longest request line in bytes (method, target and version), 0 to 8190; longer gets 414.
-        0 means the 8190 maximum.""", examples=("2048", "8190")),
+    Setting("limit_request_line", LIMITS, ("--limit-request-line",), int_between(0, 8190), 8190, """
+        Longest request line in bytes (method, target and version), 0 to 8190; longer gets 414
+        (400 when it is the method that makes it longer). 0 means the 8190 maximum. RFC 9112
+        recommends taking at least 8000.""", examples=("4094", "8190")),
     Setting("limit_request_fields", LIMITS, ("--limit-request-fields",),
             int_between(0, 32768), 100, """
         Most header fields in a request, 0 to 32768; more gets 431. 0 means 32768.""",
         examples=("50", "200")),
     Setting("limit_request_field_size", LIMITS, ("--limit-request-field-size",),
             int_between(0, 65536), 8190, """
-        Largest header field in bytes (name, colon and value), 0 to 65536; larger gets 431. 0
-        means 65536.""", examples=("4096", "16384")),
+        Largest header field line in bytes (name, colon, value and CRLF, as gunicorn counts
+        it), 0 to 65536; larger gets 431. It also bounds a chunk line of a chunked body (the
+        size and its extensions: 400). 0 means 65536.""", examples=("4096", "16384")),
     # -- application
     Setting("wsgi_app", APP, (), app_spec, None, """
         The application, as MODULE:ATTRIBUTE, MODULE:FACTORY(ARGS) or MODULE (which looks for
@@ -458,7 +473,8 @@ SETTINGS: List[Setting] = [
         Access log line, with gunicorn's atoms: h remote address, l '-', u user, t time, r
         request line, m method, U path, q query, H protocol, s status, B bytes, b bytes or '-',
         f referer, a user agent, T/M/D/L duration in s/ms/us/decimal s, p pid, {Header}i request
-        header, {Header}o response header, {KEY}e environ value.""",
+        header, {Header}o response header, {KEY}e environ value; and geventserve's K, the
+        longest time the request held the event loop without yielding (decimal s).""",
         metavar="FORMAT", examples=("%(h)s %(s)s", "%(m)s %(U)s %(M)s")),
     Setting("access_log_json", LOGGING, ("--access-log-json",), boolean, False, """
         Write the access log as one JSON object per line instead of --access-logformat.""",
@@ -493,6 +509,19 @@ SETTINGS: List[Setting] = [
     Setting("dogstatsd_tags", LOGGING, ("--dogstatsd-tags",), dogstatsd_tags, "", """
         DogStatsD tags appended to every metric, comma-separated (env:prod,team:web).""",
         metavar="TAGS", examples=("env:prod", "env:test,team:web")),
+    # -- metrics and monitoring
+    Setting("metrics_bind", METRICS, ("--metrics-bind",), metrics_address, None, """
+        Serve metrics from the supervisor on this address (HOST:PORT or unix:PATH): GET
+        /metrics in Prometheus's text format (OpenMetrics when the scraper asks for it), summed
+        over the workers, with the metrics of an app that uses prometheus_client in
+        multiprocess mode; GET /status, the workers as JSON (geventserve status ADDRESS shows
+        it as a table). Off by default; read at start (a reload keeps the endpoint).""",
+        metavar="ADDRESS", examples=("127.0.0.1:9100", "unix:/run/gs-metrics.sock")),
+    Setting("loop_block_warn", METRICS, ("--loop-block-warn",), non_negative_float, 0.5, """
+        gevent workers: a request that holds the event loop this many seconds without
+        yielding (CPU work, a blocking call gevent does not patch) gets a WARNING with the
+        request, how long it blocked and the Python stack where it was blocking, at most one
+        per worker every 5 seconds. 0 disables.""", examples=("0.2", "1")),
 ]
 
 # -- issue 12: running in a fleet (health, drain, PROXY protocol, privileges, recycling)
@@ -649,8 +678,9 @@ HOOKS_HELP = [
                      "the gevent patching and the app import)."),
     ("post_worker_init", 1, "post_worker_init(worker): in the worker, once the app is loaded."),
     ("worker_int", 1, "worker_int(worker): in the worker, on INT or QUIT (fast stop)."),
-    ("worker_abort", 1, "worker_abort(worker): in the worker, when its watchdog ends it after "
-                        "--timeout."),
+    ("worker_abort", 1, "worker_abort(worker): in the worker (its watchdog thread), when the "
+                        "event loop has been blocked for --timeout: before the blocked request "
+                        "is interrupted, or the worker ended."),
     ("pre_request", 2, "pre_request(worker, req): in the worker, before the app is called."),
     ("post_request", 4, "post_request(worker, req, environ, resp): in the worker, after the "
                         "response is sent."),

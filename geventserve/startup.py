@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 from . import logs, privileges, process, sockets, statsd
 from .exits import ExitCode
@@ -47,12 +47,15 @@ def apply_environment(config: Config) -> None:
         os.environ[key] = value
 
 
-def log_start(config: Config, listeners: List[Any], pid: int) -> None:
-    """The start's lines (tools and tests read "Listening at" for the addresses)."""
+def log_start(config: Config, listeners: List[Any], pid: int, metrics_at: str = "") -> None:
+    """The start's lines (tools and tests read "Listening at" and "Metrics at" for the
+    addresses)."""
     logs.error_log.info("Starting geventserve %s", sys.modules["geventserve"].__version__)
     log_config_file(config)
     for listener in listeners:
         logs.error_log.info("Listening at: %s (%d)", sockets.describe(listener), pid)
+    if metrics_at:
+        logs.error_log.info("Metrics at: %s (/metrics, /status)", metrics_at)
     logs.error_log.info("Using worker: %s", config.worker_class)
 
 
@@ -74,6 +77,17 @@ def check_pidfile(path: str) -> process.PidFile:
         state = "still running" if certain else "which may still be running"
         raise StartupError(f"the PID file {pidfile.path} names geventserve pid {pid}, {state}: "
                            "stop it first, or give another --pid", ExitCode.CONFIG)
+    return pidfile
+
+
+def write_pidfile(pidfile: Optional[process.PidFile], pid: int) -> Optional[process.PidFile]:
+    """Write the PID file checked before (if any) once the listeners are open; the file, to
+    remove at exit, or StartupError."""
+    if pidfile is not None:
+        try:
+            pidfile.write(pid)
+        except OSError as exc:
+            raise StartupError(str(exc), ExitCode.CONFIG) from None
     return pidfile
 
 

@@ -27,6 +27,7 @@ from .config import ConfigError, ConfigSource
 from .drain import Drain
 from .exits import ExitCode
 from .generation import Generation, OnBootFailure, WorkerProcess
+from .metrics.collect import Metrics, NoMetrics
 from .notify import Notifier
 from .recycling import Recycling
 from .reexec import Reexec
@@ -40,6 +41,7 @@ from .startup import (
     log_start,
     preload,
     use_logs_and_environment,
+    write_pidfile,
 )
 from .wakeup import Wakeup
 from .workers.base import BOOTING, FAILED, READY, RETIRING, Slot
@@ -102,6 +104,7 @@ class Supervisor(hooks.HookNames):
         self.reexec = Reexec()
         self.drain, self.recycling, self.notify = Drain(), Recycling(), Notifier.from_environ()
         self.pidfile: Optional[process.PidFile] = None
+        self.metrics: NoMetrics = NoMetrics()  # --metrics-bind
         self.stopping: Optional[Stop] = None
         self.exit_code: int = ExitCode.OK
         self._spawned = 0
@@ -158,23 +161,19 @@ class Supervisor(hooks.HookNames):
         privileges.set_umask(config)
         try:
             self.listeners.open((config.bind, config.backlog, config.reuse_port), os.environ)
+            self.metrics = Metrics.open(self, config.metrics_bind)
         except sockets.BindError as exc:
             raise StartupError(str(exc), ExitCode.CONFIG) from None
         privileges.give(config, self.listeners.unix_files())
         if self.listeners.origin == "systemd":
             logs.error_log.info("Using %d socket(s) from systemd; --bind is ignored",
                                 len(self.listeners.current))
-        if pidfile is not None:
-            try:
-                pidfile.write(self.pid)
-            except OSError as exc:
-                raise StartupError(str(exc), ExitCode.CONFIG) from None
-            self.pidfile = pidfile
+        self.pidfile = write_pidfile(pidfile, self.pid)
         process.set_title("master", config.proc_name or config.wsgi_app or "app")
         if config.preload_app and self.app is None:
             self.app = preload(config, self.generation.worker_class)
         self.wakeup.queue(STOP_SIGNALS)
-        log_start(config, self.listeners.current, self.pid)
+        log_start(config, self.listeners.current, self.pid, self.metrics.describe())
         hooks.call(config, "when_ready", self)
         self._set_target(target)
 
@@ -218,6 +217,7 @@ class Supervisor(hooks.HookNames):
         for worker in list(self.workers.values()):
             worker.stop(signal.SIGKILL)
         self.listeners.close_all(unlink=not self.reexec.pid)
+        self.metrics.shutdown(unlink=not self.reexec.pid)
         if self.pidfile is not None:
             self.pidfile.remove(self.pid)
 
@@ -256,7 +256,8 @@ class Supervisor(hooks.HookNames):
 
     def on_usr2(self) -> None:
         self.reexec.start(self.source, self.listeners, self.pidfile,
-                          lambda: hooks.call(self.config, "pre_exec", self))
+                          lambda: (self.metrics.before_exec(),
+                                   hooks.call(self.config, "pre_exec", self)))
 
     HANDLERS: Dict[int, Callable[[Supervisor], None]] = {
         signal.SIGHUP: on_hup, signal.SIGTERM: on_term, signal.SIGINT: on_int,
@@ -275,13 +276,13 @@ class Supervisor(hooks.HookNames):
 
     def _spawn(self) -> Optional[WorkerProcess]:
         """Fork one worker; None when the system refuses the fork (retried a second later)."""
-        generation, slot = self.generation, Slot()
+        generation, slot = self.generation, Slot(self.metrics.new_block())
         self._spawned += 1
         worker = generation.worker_class(generation.config, list(self.listeners.current), slot,
                                          self.wakeup.write_fd, app=self.app, age=self._spawned)
         hooks.call(generation.config, "pre_fork", self, worker)
         # Not the worker's: the wake-up pipe, the other workers' slots, what a reload left.
-        unneeded = [self.wakeup, *(w.slot for w in self.workers.values()),
+        unneeded = [self.wakeup, self.metrics, *(w.slot for w in self.workers.values()),
                     *self.listeners.not_current()]
         try:
             pid = process.fork(self.SIGNALS, lambda mask: worker.run_forked(self, mask, unneeded))
@@ -353,6 +354,7 @@ class Supervisor(hooks.HookNames):
             worker = self.workers.pop(pid, None)
             if worker is not None:
                 self._worker_exited(worker, status)
+                self.metrics.worker_exited(worker, status)
                 worker.slot.close()
                 hooks.call(self.config, "child_exit", self, worker.worker)
         if not any(w.generation is not self.generation for w in self.workers.values()):

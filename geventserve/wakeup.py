@@ -1,5 +1,6 @@
 """The supervisor's sleep: a pipe that ends it, written by the signal handlers (through
-signal.set_wakeup_fd) and by workers whose state changes, and the queue of signals to handle."""
+signal.set_wakeup_fd) and by workers whose state changes, and the queue of signals to handle.
+Sockets served from the same loop (--metrics-bind) are watched in the same select()."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Wakeup:
     def __init__(self) -> None:
         self.read_fd = self.write_fd = -1
         self._signals: List[int] = []
+        self._watched: Optional[Any] = None  # prepare(readers, writers, timeout), handle(r, w)
         self._select = original("select", "select")  # the real one, even after --preload
 
     def install(self, signals: Iterable[int]) -> None:
@@ -45,13 +47,22 @@ class Wakeup:
     def pop(self) -> Optional[int]:
         return self._signals.pop(0) if self._signals else None
 
+    def watch(self, sockets: Any) -> None:
+        """Serve ``sockets`` (metrics.endpoint.Endpoint) while sleeping."""
+        self._watched = sockets
+
     def sleep(self, seconds: float) -> None:
-        """Until a signal, a worker's note, or ``seconds``."""
+        """Until a signal, a worker's note, or ``seconds``; what is watched is served."""
+        readers, writers, watched = [self.read_fd], [], self._watched
+        if watched is not None:
+            seconds = watched.prepare(readers, writers, seconds)
         try:
-            ready = self._select([self.read_fd], [], [], seconds)[0]
+            ready, writable, _ = self._select(readers, writers, [], seconds)
         except InterruptedError:
             return
-        if ready:
+        if watched is not None:
+            watched.handle(ready, writable)
+        if self.read_fd in ready:
             try:
                 while os.read(self.read_fd, 4096):
                     pass

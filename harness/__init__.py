@@ -3,7 +3,8 @@
 Not part of the installed product. Each module has one job: ``process`` (a command in its own
 process group, stopped by PID), ``servers`` (the command lines of the servers under test),
 ``ports``, ``procfs`` (figures from /proc), ``probe`` (one HTTP GET), ``machine`` (what ran the
-numbers) and ``nginx`` (nginx from examples/nginx.conf).
+numbers), ``nginx`` (nginx from examples/nginx.conf), ``haproxy`` (HAProxy in front of several
+servers) and ``netns`` (hosts as network namespaces on a private bridge).
 """
 
 import os

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import subprocess
+from typing import Sequence
 
 
 def machine_line() -> str:
@@ -32,3 +35,14 @@ def package_version(name: str) -> str:
 def versions(*names: str) -> str:
     """``name version`` of each package, comma-separated."""
     return ", ".join(f"{name} {package_version(name)}" for name in names)
+
+
+def program_version(name: str, command: Sequence[str], pattern: str) -> str:
+    """``NAME VERSION``, the version being group 1 of ``pattern`` in what ``command`` prints
+    (``NAME ?`` if it cannot tell)."""
+    try:
+        out = subprocess.run(list(command), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return f"{name} ?"
+    match = re.search(pattern, out.stdout + out.stderr)
+    return f"{name} {match.group(1)}" if match else f"{name} ?"

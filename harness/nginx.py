@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from harness import EXAMPLES
+from harness.machine import program_version
 from harness.ports import free_ports
-from harness.process import Process, ProcessError
+from harness.process import Process, ProcessError, ProcessOwner
 from harness.procfs import listening_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -27,11 +27,13 @@ ACCESS_LOG = "access_log /var/log/nginx/geventserve.access.log upstream;"
 
 def render_nginx_conf(workdir: str, upstream_port: int, upstream_socket: str,
                       ports: Mapping[str, int], cert: Optional[str] = None,
-                      key: Optional[str] = None, *, access_log: bool = True) -> str:
+                      key: Optional[str] = None, *, access_log: bool = True,
+                      servers: Sequence[str] = ()) -> str:
     """examples/nginx.conf listening on 127.0.0.1 at ``ports`` (by LISTEN kind), proxying to
     geventserve at ``upstream_port`` and ``upstream_socket``, with its error log on stderr and
     everything it writes in ``workdir``; its HTTPS server enabled if given ``cert`` and ``key``,
-    no access log if ``access_log`` is false.
+    no access log if ``access_log`` is false. Given ``servers`` (each ``ADDRESS [PARAMETERS]``
+    of an upstream ``server`` line), its TCP upstream is those servers instead (a fleet).
 
     Each text replaced must occur exactly once in the example, so that an edit there fails here
     loudly instead of leaving a production path (/var/log, /run) in the test's nginx.
@@ -50,7 +52,8 @@ def render_nginx_conf(workdir: str, upstream_port: int, upstream_socket: str,
          else "access_log off;"),
         ("http {\n", "http {\n" + "".join(f"    {name}_temp_path {workdir}/{name}_temp;\n"
                                           for name in TEMP_PATHS)),
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+        ("server 127.0.0.1:8000;", "\n        ".join(f"server {server};" for server in servers)
+         if servers else f"server 127.0.0.1:{upstream_port};"),
         ("server unix:/run/geventserve.sock;", f"server unix:{upstream_socket};"),
     ]
     if cert and key:
@@ -76,17 +79,21 @@ def render_nginx_conf(workdir: str, upstream_port: int, upstream_socket: str,
     return text
 
 
-class Nginx:
+class Nginx(ProcessOwner):
     """nginx in the foreground from examples/nginx.conf (see render_nginx_conf), with its
     prefix, config, pid, temp files and access log in ``workdir``; its output (the error log)
-    goes to ``log`` (default ``workdir``/nginx.out). ``ports`` maps each server block's kind
-    (tcp, unix, and tls when given a certificate) to the port it listens on."""
+    goes to ``log`` (default ``workdir``/nginx.out). ``stop()``: TERM (nginx's fast stop), then
+    KILL to its process group, master and workers. ``ports`` maps each server block's kind
+    (tcp, unix, and tls when given a certificate) to the port it listens on; ``servers``, if
+    given, replace the TCP upstream (see render_nginx_conf)."""
 
     def __init__(self, workdir: str, upstream_port: int, upstream_socket: str,
                  cert: Optional[str] = None, key: Optional[str] = None, *,
-                 log: Optional[str] = None, access_log: bool = True) -> None:
+                 log: Optional[str] = None, access_log: bool = True,
+                 servers: Sequence[str] = ()) -> None:
         self.workdir = str(workdir)
         self.upstream = (upstream_port, str(upstream_socket))
+        self.servers = list(servers)
         self.certificate = (cert, key)
         self.kinds = [kind for kind in LISTEN if kind != "tls" or (cert and key)]
         self.with_access_log = access_log
@@ -102,7 +109,8 @@ class Nginx:
             self.ports = dict(zip(self.kinds, free_ports(len(self.kinds))))
             try:
                 text = render_nginx_conf(self.workdir, *self.upstream, self.ports,
-                                         *self.certificate, access_log=self.with_access_log)
+                                         *self.certificate, access_log=self.with_access_log,
+                                         servers=self.servers)
             except ValueError as exc:
                 raise ProcessError(f"nginx: {exc}")
             with open(self.conf, "w") as fh:
@@ -153,23 +161,8 @@ class Nginx:
         except FileNotFoundError:
             return []
 
-    def stop(self) -> None:
-        """TERM (nginx's fast stop), then KILL the process group: master and workers."""
-        if self.process is not None:
-            self.process.stop()
-
-    def __enter__(self) -> Nginx:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def nginx_version() -> str:
     """``nginx 1.22.1``, from ``nginx -v`` (``nginx ?`` if it cannot tell)."""
-    try:
-        out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "nginx ?"
-    match = re.search(r"nginx/(\S+)", out.stderr + out.stdout)
-    return f"nginx {match.group(1)}" if match else "nginx ?"
+    return program_version("nginx", [NGINX, "-v"], r"nginx/(\S+)")

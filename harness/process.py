@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 from harness.probe import http_get
 from harness.procfs import children
@@ -18,6 +18,9 @@ from harness.procfs import children
 #: Variables of the calling shell that would change a server's settings behind the caller's back.
 SERVER_ENV_DROP = ("GEVENTSERVE_CMD_ARGS", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "FLASK_APP",
                    "FLASK_DEBUG", "FLASK_RUN_PORT", "FLASK_RUN_HOST")
+
+
+_Owner = TypeVar("_Owner", bound="ProcessOwner")
 
 
 class ProcessError(Exception):
@@ -215,6 +218,24 @@ class Process:
                 stream.close()
 
     def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ProcessOwner:
+    """A server run as one Process (``process``, set once started): stopped by ``stop()`` or on
+    leaving a ``with`` block."""
+
+    process: Optional[Process] = None
+
+    def stop(self) -> None:
+        """Its process stopped (see Process.stop); safe to call again."""
+        if self.process is not None:
+            self.process.stop()
+
+    def __enter__(self: _Owner) -> _Owner:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from typing import Iterable, Iterator, List, Optional, Set, Tuple
 
 
@@ -89,3 +90,12 @@ def listening_ports(pid: int) -> Set[int]:
                 if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                     ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def established(pid: int, address: str, port: int) -> int:
+    """TCP connections ESTABLISHED to the IPv4 ``address``:``port``, as seen from the network
+    namespace of process ``pid`` (its /proc/PID/net/tcp)."""
+    local = f"{socket.inet_aton(address)[::-1].hex().upper()}:{port:04X}"
+    with open(f"/proc/{pid}/net/tcp") as fh:
+        return sum(1 for line in fh.readlines()[1:]
+                   if line.split()[1] == local and line.split()[3] == "01")  # 01: ESTABLISHED

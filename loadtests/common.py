@@ -12,8 +12,13 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 
 def check(resp: ResponseContextManager, expect: Optional[bytes] = None) -> None:
-    """Mark ``resp`` failed unless it is a 2xx (with ``expect`` in its body, when given)."""
-    error = getattr(resp, "error", None)
+    """Mark ``resp`` failed unless it is a whole 2xx (with ``expect`` in its body, when given).
+
+    A body cut short (a chunked response whose connection closed before its last chunk) is
+    a failure locust found while reading it: it is in the request's exception, not in
+    ``resp.error``, and calling ``success()`` would have counted it as a success.
+    """
+    error = getattr(resp, "error", None) or getattr(resp, "request_meta", {}).get("exception")
     if error is not None:
         resp.failure(error)
     elif not 200 <= resp.status_code < 300:

@@ -28,20 +28,23 @@ class IOBoundUser(FastHttpUser):
     network_timeout = 120.0
     connection_timeout = 120.0
 
+    def request_name(self, path: str) -> str:
+        """The name a request is counted under in locust's statistics: its path."""
+        return path
+
+    def fetch(self, path: str) -> None:
+        with self.client.get(path, name=self.request_name(path), catch_response=True,
+                             allow_redirects=False) as resp:
+            check(resp)
+
     @task(3)
     def upstream(self) -> None:
-        with self.client.get("/upstream?delay=0.1", name="/upstream?delay=0.1",
-                             catch_response=True, allow_redirects=False) as resp:
-            check(resp)
+        self.fetch("/upstream?delay=0.1")
 
     @task(2)
     def sleep(self) -> None:
-        with self.client.get("/sleep?seconds=0.1", name="/sleep?seconds=0.1",
-                             catch_response=True, allow_redirects=False) as resp:
-            check(resp)
+        self.fetch("/sleep?seconds=0.1")
 
     @task(1)
     def stream(self) -> None:
-        with self.client.get("/stream?chunks=5", name="/stream?chunks=5",
-                             catch_response=True, allow_redirects=False) as resp:
-            check(resp)
+        self.fetch("/stream?chunks=5")

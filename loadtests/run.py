@@ -1,6 +1,6 @@
 """Run the locust load tests against real server processes and summarise them.
 
-Three modes (``python loadtests/run.py MODE --help`` lists each one's flags):
+Five modes (``python loadtests/run.py MODE --help`` lists each one's flags):
 
 - ``run``: examples/upstream.py and examples/io_bound.py under geventserve (gevent workers),
   loaded by loadtests/locustfile_io.py; exits non-zero if any request failed. ``make loadtest``.
@@ -13,6 +13,11 @@ Three modes (``python loadtests/run.py MODE --help`` lists each one's flags):
 - ``chat``: the Flask-SocketIO chat room (examples/chat.py) under geventserve -k gevent, one
   worker, its users on open WebSockets (loadtests/locustfile_chat.py); exits non-zero if
   anything failed. ``make loadtest-chat``.
+- ``fleet``: three hosts (network namespaces on a private bridge, or loopback addresses), each
+  geventserve serving the I/O-bound app, behind HAProxy then nginx, under load the whole time:
+  a new version rolled over them, one upgraded with USR2, workers recycled by memory, one host
+  killed; exits non-zero on a failure the phase does not allow; writes the table into
+  loadtests/README.md. ``make fleet``.
 
 Every server is a subprocess in its own process group on free loopback ports, started from the
 reports directory (so no ./geventserve.conf.py or ./gunicorn.conf.py is picked up) and stopped by
@@ -21,8 +26,8 @@ CSV and HTML reports go to loadtests/reports/; only the summaries are printed. T
 reads the command line: each mode is a module of loadtests/modes/, and the processes, ports and
 /proc figures come from the harness (harness/) that the tests and the benchmark share.
 
-Exit codes: 0 all went well; 1 some request failed (``run``, ``chat``); 2 bad command line; 3 a
-server could not start or did not answer its first requests; 4 locust itself failed.
+Exit codes: 0 all went well; 1 some request failed (``run``, ``chat``, ``fleet``); 2 bad command
+line; 3 a server could not start or did not answer its first requests; 4 locust itself failed.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from loadtests.modes import (
     LocustError,
     chat,
     compare,
+    fleet,
     positive,
     run,
     seeds,
@@ -50,14 +56,15 @@ from loadtests.modes import (
 from loadtests.modes.measure import duration, raise_open_files_limit
 
 MODES = {"run": (run, "30s"), "compare": (compare, "30s"), "seeds": (seeds, "10s"),
-         "chat": (chat, "30s")}
+         "chat": (chat, "30s"), "fleet": (fleet, "3s")}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loadtests/run.py", description=__doc__.split("\n\n")[0],
-        epilog="Exit codes: 0 ok; 1 some request failed (run, chat); 2 bad command line; 3 a "
-               "server could not start or answer; 4 locust failed. Reports: loadtests/reports/.",
+        epilog="Exit codes: 0 ok; 1 some request failed (run, chat, fleet); 2 bad command "
+               "line; 3 a server could not start or answer; 4 locust failed. Reports: "
+               "loadtests/reports/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     modes = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
     for name, (module, run_time) in MODES.items():
@@ -68,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("-r", "--spawn-rate", type=float, default=100,
                          help="users started per second")
         sub.add_argument("-t", "--run-time", type=duration, default=run_time,
-                         help="how long locust runs (ramp-up included), as 30s, 2m")
+                         help=getattr(module, "RUN_TIME_HELP",
+                                      "how long locust runs (ramp-up included), as 30s, 2m"))
         sub.add_argument("-w", "--workers", type=positive, default=4,
                          help="worker processes of the server under test (every server alike)")
         sub.add_argument("--worker-connections", type=positive, default=1000,

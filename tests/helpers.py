@@ -12,13 +12,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
 from harness import EXAMPLES
 from harness.process import Process, run_command, server_env
 from harness.procfs import children
 from harness.servers import GEVENTSERVE_READY, geventserve_command
 
-__all__ = ["APPS", "EXAMPLES", "GEVENTSERVE_CONF", "Client", "Load", "Response", "Server",
-           "children", "make_certificate", "raw", "request", "run_command", "wait_until"]
+__all__ = ["APPS", "EXAMPLES", "GEVENTSERVE_CONF", "METRICS_AT", "OPENMETRICS", "Client", "Load",
+           "Response", "Server", "children", "make_certificate", "metrics_server", "raw",
+           "request", "run_command", "samples", "scrape", "total", "value", "wait_until"]
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 GEVENTSERVE_CONF = os.path.join(EXAMPLES, "geventserve.conf.py")
@@ -320,3 +324,52 @@ def make_certificate(folder):
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                     "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+# -- --metrics-bind
+
+METRICS_AT = r"Metrics at: (?:http://127\.0\.0\.1:(\d+)|unix:(\S+))"
+#: what Prometheus asks for (OpenMetrics first)
+OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+def metrics_server(args: Sequence[str], app: str = "wsgi_app:app",
+                   env: Optional[Dict[str, str]] = None) -> Server:
+    """A server with --metrics-bind (on a free port, ``metrics_port``, unless ``args`` give
+    one) once its workers serve, sent no request (a readiness probe would be counted)."""
+    extra = [] if "--metrics-bind" in args else ["--metrics-bind", "127.0.0.1:0"]
+    srv = Server(extra + list(args), app=app, env=env, ready_path="")
+    try:
+        match = srv.wait_for_log(METRICS_AT)
+        srv.metrics_port = int(match.group(1)) if match.group(1) else 0
+        srv.wait_for_log(GEVENTSERVE_READY, timeout=15)
+    except BaseException:
+        srv.stop()
+        raise
+    return srv
+
+
+def scrape(srv: Server, path: str = "/metrics", accept: Optional[str] = None,
+           method: str = "GET") -> Response:
+    return request(srv.metrics_port, method, path,
+                   headers=[("Accept", accept)] if accept else [], timeout=5)
+
+
+def samples(srv: Server, accept: Optional[str] = None) -> Dict[Tuple[str, Tuple], float]:
+    """{(name, ((label, value), ...)): value} of /metrics, read with prometheus_client's
+    parser (its OpenMetrics one with ``accept``)."""
+    response = scrape(srv, accept=accept)
+    assert response.status == 200, response
+    found = {}
+    for family in (parse_om if accept else parse_text)(response.text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found: Dict[Tuple[str, Tuple], float], name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0)
+
+
+def total(found: Dict[Tuple[str, Tuple], float], name: str) -> float:
+    return sum(v for (n, _), v in found.items() if n == name)

@@ -352,6 +352,23 @@ def test_partly_read_chunked_body_is_drained(gevent_server):
         assert client.read_response().body.isdigit()
 
 
+@pytest.mark.parametrize("body", [
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    b"Content-Length: 10\r\n\r\nhello",
+], ids=["chunked, never ends", "content-length, short"])
+def test_unread_body_that_does_not_come_is_not_waited_for(server, body):
+    """The app answers without reading a body whose rest has not come (and may never come):
+    the answer says Connection: close and the server ends the connection (gently) instead of
+    waiting for the rest up to --body-timeout. The client is told at once (EOF); it may still
+    send, and the server reads that for a moment before the close."""
+    with Client(server.port, timeout=10) as client:
+        client.send(b"POST /ignore-body HTTP/1.1\r\nHost: a\r\n" + body)
+        response = client.read_response()
+        assert response.status == 200 and response.body == b"ignored"
+        assert response.header("connection") == "close"
+        assert client.closed_by_server(timeout=3), "the server waited for the rest of the body"
+
+
 def test_unread_large_upload_gets_its_response_not_a_reset(server):
     """The app answers without reading a 64 MB upload (a 401, a 413): a client that sends it
     all before it reads must get that response, not a connection reset."""

@@ -54,4 +54,6 @@ def test_workers_are_replaced_by_age_with_jitter_under_load():
         r"Worker \(pid:(\d+)\) has run (\d+)s, past --max-worker-lifetime 2s \(\+(\d+)s of "
         r"jitter\): replacing it", srv.log)]
     assert len(ages) >= 2, srv.log
-    assert all(2 <= age <= 5 for age in ages), ages
+    # One worker is recycled at a time: the next one waits for the first one's replacement to
+    # be ready (a busy machine may take seconds), so only the first age is bounded above.
+    assert all(age >= 2 for age in ages) and ages[0] <= 5, ages

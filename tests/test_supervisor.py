@@ -156,17 +156,47 @@ def test_blocked_worker_is_reported_and_replaced():
         with Client(srv.port, timeout=15) as client:
             client.request("GET", "/spin?30")
             started = time.monotonic()
+            response = client.read_response()
             assert client.closed_by_server(timeout=15)
         elapsed = time.monotonic() - started
         match = srv.wait_for_log(r"WORKER TIMEOUT \(pid:%d\)" % first)
         assert match
         wait_until(lambda: [pid for pid in srv.worker_pids() if pid != first])
         assert request(srv.port, "GET", "/").status == 200
+        srv.wait_for_log(r"Worker exiting \(pid: %d\)" % first)
     report = srv.log[srv.log.index("WORKER TIMEOUT"):]
     assert "serving GET /spin?30" in report
     assert "while time.time() < end" in report  # a line of the busy loop
-    assert "stopped by its watchdog" in srv.log
+    # the request is interrupted, the worker replaced gracefully (its exit is no failure)
+    assert response.status == 500 and response.header("connection") == "close"
+    assert "GET /spin?30: interrupted after blocking the event loop" in srv.log
+    assert f"Worker (pid:{first}) interrupted a request that blocked its event loop" in srv.log
+    assert "stopped by its watchdog" not in srv.log
     assert 1.5 < elapsed < 5, elapsed
+
+
+def test_block_that_cannot_be_interrupted_ends_the_worker():
+    with Server(["-w", "1", "--timeout", "2"]) as srv:
+        first = srv.worker_pids()[0]
+        with Client(srv.port, timeout=15) as client:
+            client.request("GET", "/c-sleep?30")
+            assert client.closed_by_server(timeout=15)
+        wait_until(lambda: [pid for pid in srv.worker_pids() if pid != first])
+        srv.wait_for_log("stopped by its watchdog")
+        assert request(srv.port, "GET", "/").status == 200
+    assert "serving GET /c-sleep?30" in srv.log
+    assert "could not be interrupted" in srv.log
+
+
+def test_blocked_request_whose_response_started_is_closed():
+    with Server(["-w", "1", "--timeout", "2"]) as srv:
+        with Client(srv.port, timeout=15) as client:
+            client.request("GET", "/spin-started?30")
+            assert client.closed_by_server(timeout=15)  # the chunked body never ends
+            assert client.buffer.startswith(b"HTTP/1.1 200 OK")
+            assert b"started," in client.buffer and not client.buffer.endswith(b"0\r\n\r\n")
+        srv.wait_for_log("asking to be replaced")
+        assert request(srv.port, "GET", "/").status == 200
 
 
 def test_blocked_sync_worker_is_reported_too():
@@ -481,6 +511,14 @@ def test_usr2_then_term_old_master_under_load():
     assert served_by_new > 100
 
 
+def _read(path):
+    """The stripped text of a file that may be renamed away at any moment ("" then)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def test_usr2_moves_the_pid_file(tmp_path):
     """The upgrade dance: after USR2 the PID file names the new supervisor and <file>.oldbin
     the old one; TERM to the old one removes only .oldbin."""
@@ -489,8 +527,8 @@ def test_usr2_moves_the_pid_file(tmp_path):
     with Server(["-w", "1", "--pid", str(pidfile)]) as srv:
         srv.signal(signal.SIGUSR2)
         new_master = int(wait_until(
-            lambda: pidfile.exists() and pidfile.read_text().strip() not in ("", str(srv.pid))
-            and pidfile.read_text(), message="the new supervisor's PID file"))
+            lambda: _read(pidfile) not in ("", str(srv.pid)) and _read(pidfile),
+            message="the new supervisor's PID file"))
         try:
             assert oldbin.read_text().strip() == str(srv.pid)
             srv.wait_for_log(r"\[%d\] \[INFO\] Ready: 1 worker" % new_master)

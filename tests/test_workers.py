@@ -62,22 +62,27 @@ def test_unpatched_module_is_named():
 
 
 def test_worker_connections_bounds_the_pool():
-    """With the pool full the worker stops accepting: the next client waits in the backlog."""
+    """With the pool full the worker stops accepting: the next client waits in the backlog for
+    as long as requests being served hold the places (they are never closed to make room). Once
+    they are answered and idle, one of them gives its place up to the waiting client."""
     with Server(["-k", "gevent", "-w", "1", "--worker-connections", "2"]) as srv:
-        holders = [Client(srv.port), Client(srv.port)]
+        holders = [Client(srv.port, timeout=10), Client(srv.port, timeout=10)]
         for holder in holders:
-            holder.request("GET", "/")  # keep-alive: each holds a pool slot afterwards
-            assert holder.read_response().status == 200
+            holder.request("GET", "/slow-pid?1.5")  # being served: each holds a pool slot
+        time.sleep(0.3)
         waiting = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
         waiting.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         waiting.settimeout(0.7)
         with pytest.raises(socket.timeout):
             waiting.recv(100)  # connected (kernel backlog), but not served
-        holders[0].close()  # frees a slot
+        for holder in holders:  # answered, then idle keep-alive connections
+            assert holder.read_response().status == 200
         waiting.settimeout(5)
         assert waiting.recv(100).startswith(b"HTTP/1.1 200")
+        assert sum(holder.closed_by_server(timeout=1) for holder in holders) == 1
         waiting.close()
-        holders[1].close()
+        for holder in holders:
+            holder.close()
 
 
 def test_flask_end_to_end_with_requests(server):

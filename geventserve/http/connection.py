@@ -28,6 +28,7 @@ from .errors import (
     BodyTimeout,
     ClientGone,
     HTTPError,
+    Interrupted,
     MalformedBody,
     RequestTimeout,
     TruncatedBody,
@@ -40,8 +41,9 @@ from .settings import HTTPSettings
 
 # One receive buffer per worker (see ServerState).
 RECV_BUFFER_SIZE = 64 * 1024
-# An unread request body is read and dropped, up to this many bytes, so that the connection can
-# carry the next request; a longer one closes it.
+# The rest of a request body the application left unread is dropped, up to this many bytes, if it
+# is already there, so that the connection can carry the next request; a longer one, or one
+# whose rest has not come, closes it (gently: see Connection._linger).
 UNREAD_BODY_LIMIT = 256 * 1024
 # Body bytes read ahead, before the application runs, to notice a body cut short.
 PEEK_LIMIT = 64 * 1024
@@ -62,9 +64,10 @@ _socket_timeout = socket.timeout
 
 
 def can_drain(request: Request) -> bool:
-    """Whether the unread rest of ``request``'s body will be read and dropped so that the
+    """Whether the unread rest of ``request``'s body may be read and dropped so that the
     connection can carry the next request: not when the client waits for 100 Continue (it
-    might never send the body), nor when more than UNREAD_BODY_LIMIT bytes are known to remain."""
+    might never send the body), nor when more than UNREAD_BODY_LIMIT bytes are known to remain.
+    Only what is already there is read (Connection.body_is_here)."""
     return not request.expect_continue and (
         request.content_length is None
         or request.content_length - request.received <= UNREAD_BODY_LIMIT)
@@ -92,6 +95,11 @@ KEEP_ALIVE, CLOSE, TAKEN_OVER = Outcome.KEEP_ALIVE, Outcome.CLOSE, Outcome.TAKEN
 LENT = 1
 #: it does (it used environ["wsgi.websocket"], or ended its call with StopIteration)
 TAKEN = 2
+
+
+class Evicted(Exception):
+    """Thrown into a connection that waits for a request head when its worker needs the
+    place for a new one (see eviction.py)."""
 
 
 class RequestHandler(Protocol):
@@ -127,7 +135,8 @@ class Connection:
     __slots__ = ("sock", "settings", "handler", "state", "clock", "wait_readable", "tls",
                  "parser", "listener_environ", "remote_addr", "remote_port", "trusted_proxy",
                  "idle", "broken", "response_started", "request", "request_started", "deadline",
-                 "task", "takeover", "proxy_protocol", "_timeout", "_head_deadline")
+                 "task", "takeover", "evictable", "head_received", "waiting_since",
+                 "proxy_protocol", "_timeout", "_head_deadline")
 
     def __init__(self, sock: socket.socket, settings: HTTPSettings, handler: RequestHandler,
                  state: ServerState, *, listener_environ: Dict[str, Any], remote_addr: str = "",
@@ -165,6 +174,11 @@ class Connection:
         #: neither reads nor writes it, its deadlines do not apply, and it is closed without
         #: lingering; once TAKEN, the connection ends with the application's call
         self.takeover = 0
+        #: waiting for a request head (or the TLS handshake): may be closed to make room
+        self.evictable = False
+        #: bytes received towards the request head awaited, and since when it is awaited
+        self.head_received = 0
+        self.waiting_since = clock()
         #: the peer sends a PROXY protocol header first (--proxy-protocol)
         self.proxy_protocol = proxy_protocol
         self._timeout: Optional[float] = None
@@ -187,11 +201,16 @@ class Connection:
                 self._serve()
         except ClientGone as exc:
             logs.error_log.debug("client went away: %s", exc)
+        except Evicted as exc:
+            logs.error_log.debug("connection closed: %s", exc)
         except (ConnectionError, _socket_timeout) as exc:
             logs.error_log.debug("connection ended: %s", exc)
         except OSError as exc:
             if exc.errno not in (errno.EBADF, errno.ENOTCONN):
                 logs.error_log.debug("connection failed: %s", exc)
+        except Interrupted:  # the watchdog's, outside the application: the request is cut
+            logs.error_log.error("a request blocked the event loop for --timeout outside the "
+                                 "application; its connection is closed")
         finally:
             self.close()
 
@@ -231,6 +250,8 @@ class Connection:
                 self._head_deadline = clock() + self.settings.header_timeout
             else:
                 self._head_deadline = None
+                self.head_received = 0
+                self.waiting_since = self.request_started  # no clock read for it
 
     def _end(self, outcome: Outcome, request: Request) -> None:
         """The connection carries no more requests after ``request``'s answer. CLOSE: close()
@@ -272,6 +293,7 @@ class Connection:
 
         header_timeout = self.settings.header_timeout
         self._arm(header_timeout)
+        self.evictable = True
         try:
             first = self.sock.recv(1, socket.MSG_PEEK)
             if not first:
@@ -296,6 +318,7 @@ class Connection:
             return False
         finally:
             self.deadline = 0.0
+            self.evictable = False
         return True
 
     def _receive_head(self) -> bool:
@@ -315,6 +338,7 @@ class Connection:
         if wait > 0:
             self._arm(wait)
             self.idle = deadline is None
+            self.evictable = True
             try:
                 if deadline is None and self.wait_readable is not None:
                     # Between keep-alive requests, go through the event loop even if the next
@@ -325,11 +349,12 @@ class Connection:
             except _socket_timeout:
                 received = self._receive_now()
             finally:
-                self.idle = False
+                self.idle = self.evictable = False
                 self.deadline = 0.0
         else:
             received = self._receive_now()
         if received:
+            self.head_received += received
             if deadline is None:
                 self._head_deadline = self.clock() + settings.header_timeout
             self.parser.feed(self.state.buffer, received)
@@ -408,21 +433,33 @@ class Connection:
             self.broken = True
             raise MalformedBody.from_fault(parser.error)
 
+    def body_is_here(self, request: Request) -> bool:
+        """Whether the rest of ``request``'s body, which the application has not read (yet),
+        is already there: what is there is taken in for it, up to PEEK_LIMIT bytes in all,
+        without waiting. When it is not, the response says Connection: close."""
+        return can_drain(request) and self._take_waiting(request, PEEK_LIMIT)
+
     def _drain(self, request: Request) -> bool:
-        """Read and drop the unread rest of the body; False to close the connection instead."""
+        """Drop the unread rest of the body, if it is already there (up to UNREAD_BODY_LIMIT
+        bytes): a body that never ends must not hold the connection. False to close it."""
         if self.broken or not can_drain(request):
             return False
         request.discard = True
         request.body.clear()
-        limit = request.received + UNREAD_BODY_LIMIT
-        try:
-            while not request.complete:
-                if request.received > limit:
-                    return False
-                self.fill_body(request)
-        except (HTTPError, OSError):
-            return False
-        return True
+        return self._take_waiting(request, UNREAD_BODY_LIMIT)
+
+    def _take_waiting(self, request: Request, limit: int) -> bool:
+        """Take in the body bytes already there, without waiting, until the body is complete
+        or ``limit`` more bytes came for it (kept, or dropped when ``request.discard``):
+        whether it is complete."""
+        parser = self.parser
+        limit += request.received
+        while not request.complete and request.received < limit and parser.error is None:
+            received = self._receive_now()
+            if not received:  # nothing there yet (None), or the client's close (0)
+                break
+            parser.feed(self.state.buffer, received)
+        return request.complete
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -540,6 +577,14 @@ class Connection:
         if not self.settings.sweeps_deadlines:
             self._set_socket_timeout(None)  # the sync worker's deadlines are socket timeouts
 
+    def evict(self) -> None:
+        """Called from the event loop (as the deadline sweep is): close this connection, which
+        waits for a request head, to make room for a new one."""
+        task = self.task
+        if task is not None and self.evictable:
+            self.evictable = False
+            task.throw(Evicted("closed to make room for a new connection"))
+
     def end_if_idle(self, grace: float) -> None:
         """For a graceful stop: end this connection within ``grace`` seconds if it waits for a
         request. A request already on its way (a proxy may have just picked this connection
@@ -552,6 +597,7 @@ class Connection:
         sock = self.sock
         if self.broken and not self.takeover:
             self._linger()
+        self.parser.release()
         try:
             sock.close()
         except OSError:

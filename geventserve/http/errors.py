@@ -4,6 +4,12 @@ with) and a client that is gone."""
 from __future__ import annotations
 
 
+class Interrupted(BaseException):
+    """Raised into a request's code by the worker's watchdog when it has held the event loop
+    for --timeout; a BaseException, so that the application's ``except Exception`` lets it
+    through to the server, which answers 500."""
+
+
 class HTTPError(Exception):
     """A request the server refuses; ``detail`` says why in one line, for the client and log.
 

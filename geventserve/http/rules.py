@@ -36,11 +36,16 @@ TOKEN_RUN = re.compile(f"[{TCHARS}]*".encode())
 VERSIONS = ("1.1", "1.0")
 
 
-def check_version(version: str) -> None:
-    """505 for any version but HTTP/1.1 and HTTP/1.0 (HTTP/0.9, 1.2, 2.0, ... included)."""
-    if version not in VERSIONS:
-        raise VersionNotSupported(f"HTTP/{version} is not supported; this server speaks "
-                                  "HTTP/1.1 and HTTP/1.0")
+def check_version(version: str) -> str:
+    """The version to process a request as: HTTP/1.1 and HTTP/1.0 as they are, a higher minor
+    version of HTTP/1 as HTTP/1.1 (RFC 9110 2.5: the highest minor version this server
+    conforms to); 505 for any other (HTTP/0.9, 2.0, 3.0, ...)."""
+    if version in VERSIONS:
+        return version
+    if version[:2] == "1.":  # llhttp gives one digit each side of the dot
+        return "1.1"
+    raise VersionNotSupported(f"HTTP/{version} is not supported; this server speaks "
+                              "HTTP/1.1 and HTTP/1.0")
 
 
 def check_protocol(line: bytes, at: int) -> None:
@@ -52,6 +57,15 @@ def check_protocol(line: bytes, at: int) -> None:
     protocol = bytes(line[at:at + 16]).partition(b"\r")[0].strip().decode("latin-1")
     raise VersionNotSupported(f"{protocol} is not HTTP; this server speaks HTTP/1.1 and "
                               "HTTP/1.0")
+
+
+def check_line_spaces(line_length: int, method: str, target: bytes) -> None:
+    """RFC 9112 3: request-line = method SP request-target SP HTTP-version, with one SP each;
+    llhttp also takes runs of spaces there, which a recipient should not autocorrect (the
+    invalid line may be crafted to slip past a filter): 400. ``line_length`` is the length of
+    the line before its CRLF, and its HTTP-version is 8 bytes long."""
+    if line_length != len(method) + len(target) + 10:
+        raise BadRequest("more than one space between the parts of the request line")
 
 
 # -- RFC 9110 9.1, 9.3.6: methods -------------------------------------------------------------
@@ -91,15 +105,24 @@ def check_method(method: str) -> None:
 
 _WEB_SCHEMES = (b"http", b"https")
 # Bytes are looked up as ints: `b"#" in target` is several times slower.
-_HASH, _SLASH = ord("#"), ord("/")
+_HASH, _SLASH, _BACKSLASH, _PERCENT = ord("#"), ord("/"), ord("\\"), ord("%")
+# Percent-encoded NUL, CR and LF: decoded into PATH_INFO, they would hand the application a
+# path that ends early in C code, or that splits a header line or a log line.
+_ENCODED_CONTROLS = re.compile(rb"%0[0aAdD]")
 
 
 def check_target(method: str, target: bytes) -> None:
     """origin-form ("/path?query") or absolute-form ("http://host/path"), asterisk-form ("*")
     for OPTIONS only; authority-form is CONNECT's, refused before. Never a fragment (4.1: the
-    request-target has none; a "#" is the client's mistake)."""
+    request-target has none; a "#" is the client's mistake), a backslash (no URI character:
+    some servers and proxies read it as "/", so that a path could mean different things to
+    them and to the application), nor %00, %0D or %0A in the path."""
     if _HASH in target:
         raise BadRequest("the request target contains a fragment (#)")
+    if _BACKSLASH in target:
+        raise BadRequest("the request target contains a backslash")
+    if _PERCENT in target and _ENCODED_CONTROLS.search(target.partition(b"?")[0]):
+        raise BadRequest("the request path contains an encoded NUL, CR or LF (%00, %0D, %0A)")
     if target[:1] == b"/":
         return
     if target == b"*":
@@ -124,11 +147,17 @@ _HOST = re.compile(rb"(\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9
 _VALID_HOSTS: Set[bytes] = set()  # Host values already checked (most clients send the same few)
 
 
-def check_host(count: int, host: Optional[bytes], version: str) -> None:
+def check_host(count: int, host: Optional[bytes], version: str, target: bytes = b"/") -> None:
     """Exactly one Host field in an HTTP/1.1 request, at most one in HTTP/1.0; its value is
-    uri-host [":" port] (RFC 3986 3.2.2 and 3.2.3)."""
+    uri-host [":" port] (RFC 3986 3.2.2 and 3.2.3), and not empty when the target URI takes
+    its authority from it (origin-form, asterisk-form: RFC 9110 4.2.1, an "http" URI with an
+    empty host is invalid; an absolute-form target carries its own)."""
     if count == 1:
         if host in _VALID_HOSTS:
+            return
+        if not host:
+            if target[:1] == b"/" or target == b"*":
+                raise BadRequest("empty Host header")
             return
         if not _HOST.fullmatch(host):  # type: ignore[arg-type]
             raise BadRequest("invalid Host header")
@@ -188,18 +217,17 @@ def expects_continue(expect: Optional[bytes], version: str) -> bool:
 def check_head(version: str, method: str, target: bytes, host_count: int,
                host: Optional[bytes], transfer_encoding: Optional[bytes],
                expect: Optional[bytes]) -> Tuple[bool, bool]:
-    """Every rule above for one request head llhttp accepted (the protocol aside), in order:
-    (whether the body is chunked, whether the client waits for 100 Continue). The usual head
-    (HTTP/1.1, origin-form, a Host already seen, no Transfer-Encoding, no Expect) passes
-    without another call."""
-    if version != "1.1":
-        check_version(version)
+    """Every rule above for one request head llhttp accepted (the protocol and the version
+    aside: ``version`` is the one to process it as), in order: (whether the body is chunked,
+    whether the client waits for 100 Continue). The usual head (HTTP/1.1, origin-form, a Host
+    already seen, no Transfer-Encoding, no Expect) passes without another call."""
     if method == "CONNECT":
         check_method(method)
-    if target[0] != _SLASH or _HASH in target:  # llhttp: the target is never empty
+    if (target[0] != _SLASH or _HASH in target or _PERCENT in target  # never empty (llhttp)
+            or _BACKSLASH in target):
         check_target(method, target)
     if host_count != 1 or host not in _VALID_HOSTS:
-        check_host(host_count, host, version)
+        check_host(host_count, host, version, target)
     if transfer_encoding is None and expect is None:
         return _PLAIN
     return (transfer_encoding is not None and is_chunked(transfer_encoding, version),

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
 from .. import SERVER_SOFTWARE, logs, statsd, tls
 from ..settings import Config
+from . import eviction
 from .connection import Connection, RequestHandler, ServerState
 from .health import HealthHandler, health_paths
 from .proxy import TrustedProxies
@@ -60,14 +61,19 @@ class Service:
                  post_request: Optional[Callable[..., None]] = None,
                  ready: Optional[Callable[[], bool]] = None,
                  websockets: Any = None,
+                 observe: Optional[Callable[[Any], Any]] = None,
+                 on_connection: Optional[Callable[[], None]] = None,
                  clock: Callable[[], float] = monotonic) -> None:
         """``current_task``: returns the task (greenlet) serving the calling connection, which
         ``interrupt_expired`` interrupts when the connection's deadline passes; ``readiness``:
         how to wait between keep-alive requests; ``request_limit``: after this many requests
         (0: never), ``on_request_limit`` is called; ``pre_request(req)``,
         ``post_request(req, environ, resp)``: gunicorn-style hooks; ``ready()``: whether
-        --readiness-path answers 200 (it does when not given); ``websockets``: what offers
-        environ["wsgi.websocket"] (``websocket.WebSocketOffer``), if anything."""
+        --readiness-path answers 200 (it does when not given); ``observe(access)``: what is
+        called per answered request instead of the access log (None, or a function of
+        access-log arguments), given that; ``on_connection()``: called per connection;
+        ``websockets``: what offers environ["wsgi.websocket"] (``websocket.WebSocketOffer``),
+        if anything."""
         self.current_task = current_task
         self.clock = clock
         self.tls_context = None
@@ -89,9 +95,11 @@ class Service:
         self.requests = 0
         self.request_limit = request_limit
         self.on_request_limit = on_request_limit
+        access = statsd.request_path(logs.log_access if logs.access_enabled() else None)
+        self.on_connection = on_connection
         self.handler: RequestHandler = WSGIHandler(
             app, proxies=self.proxies,
-            access=statsd.request_path(logs.log_access if logs.access_enabled() else None),
+            access=observe(access) if observe is not None else access,
             pre_request=pre_request, post_request=post_request,
             on_request_done=self.request_done, websockets=websockets, clock=clock)
         paths = health_paths(config.liveness_path, config.readiness_path)
@@ -157,18 +165,33 @@ class Service:
             return
         if self.current_task is not None:
             conn.task = self.current_task()
+        if self.on_connection is not None:
+            self.on_connection()
         self.connections.add(conn)
         try:
             conn.run(self.tls_context)
         finally:
             self.connections.discard(conn)
 
-    def interrupt_expired(self) -> None:
-        """Make every socket operation past its deadline time out (gevent worker's sweep)."""
+    def interrupt_expired(self, at_most: int = 0) -> bool:
+        """Make the socket operations past their deadlines time out (gevent worker's sweep):
+        ``at_most`` of them (0: all); whether more remain."""
         now = self.clock()
-        for conn in [c for c in self.connections if 0.0 < c.deadline < now]:
+        expired = [c for c in self.connections if 0.0 < c.deadline < now]
+        for conn in expired[:at_most] if at_most else expired:
             if 0.0 < conn.deadline < now:  # the previous interrupt may have moved it on
                 conn.interrupt()
+        return 0 < at_most < len(expired)
+
+    def make_room(self) -> bool:
+        """The worker's pool is full and a client waits to connect: close the connection that
+        can best spare its place (eviction.choose); False if none may be closed. Run from the
+        event loop (the gevent worker's), as interrupt_expired is."""
+        conn = eviction.choose(self.connections, self.clock())
+        if conn is None:
+            return False
+        conn.evict()
+        return True
 
     def request_done(self) -> None:
         self.requests += 1

@@ -20,8 +20,8 @@ import httptools
 
 from .. import logs
 from .body import EMPTY_INPUT, Input
-from .connection import CLOSE, KEEP_ALIVE, TAKEN, TAKEN_OVER, Outcome, can_drain
-from .errors import ClientGone, HTTPError
+from .connection import CLOSE, KEEP_ALIVE, TAKEN, TAKEN_OVER, Outcome
+from .errors import ClientGone, HTTPError, Interrupted
 from .framing import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, response_framing
 from .hooks import HookRequest, HookResponse
 from .parser import Request
@@ -327,8 +327,8 @@ class Exchange:
             extra.append(b"Transfer-Encoding: chunked\r\n")
         elif kind == UNTIL_CLOSE:
             close = True
-        if not close and not request.complete and not can_drain(request):
-            close = True  # the rest of the body will not be read: the connection cannot go on
+        if not close and not request.complete and not conn.body_is_here(request):
+            close = True  # the rest of the body may never come: the connection cannot go on
         if close:
             extra.append(b"Connection: close\r\n")
         elif request.version == "1.0":
@@ -483,18 +483,21 @@ class WSGIHandler:
                 logs.error_log.debug("%d %s: %s", exc.status, exc.reason, exc.detail)
                 exchange.status = f"{exc.status} {exc.reason}"
                 _send_quietly(conn, error_response(exc, head=request.method == "HEAD"))
-        except Exception:
+        except (Exception, Interrupted) as exc:
             exchange.close = True
-            if conn.takeover:
+            if isinstance(exc, Interrupted):  # by the watchdog, which logged the stack
+                logs.error_log.error("%s %s: interrupted after blocking the event loop for "
+                                     "--timeout", request.method, exchange.target_text())
+            elif conn.takeover:
                 logs.error_log.exception("Error handling request %s %s (the application may "
                                          "hold the connection: closed without an answer)",
                                          request.method, exchange.target_text())
             else:
                 logs.error_log.exception("Error handling request %s %s", request.method,
                                          exchange.target_text())
-                if not exchange.head_sent:
-                    exchange.status = "500 Internal Server Error"
-                    _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
+            if not exchange.head_sent and not conn.takeover:
+                exchange.status = "500 Internal Server Error"
+                _send_quietly(conn, internal_error_response(head=request.method == "HEAD"))
         finally:
             close = getattr(result, "close", None)
             if close is not None:

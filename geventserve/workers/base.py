@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
 import mmap
 import os
 import random
@@ -23,6 +24,7 @@ from typing import Any, Callable, Iterable, List, Optional
 from .. import hooks, logs, privileges, process
 from ..exits import ExitCode
 from ..loading import AppLoadError, load_app, prepare_path
+from ..metrics import recorder
 from ..settings import Config
 from .watchdog import Watchdog
 
@@ -38,33 +40,53 @@ OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 # Worker states in the slot.
 BOOTING, READY, RETIRING, FAILED = 0, 1, 2, 3
 
+# Why a worker asked to be replaced (RETIRING), in the slot.
+RETIRE_REASONS = ("", "max_requests", "timeout", "memory", "lifetime")
+
 _SLOT_SIZE = 4096
-_HEADER = struct.Struct("dB")  # last heartbeat (monotonic seconds), state
+_BEAT = struct.Struct("d")  # last heartbeat (monotonic seconds); the state byte follows
+_STATE_AT = 8
 _LEAVES_QUEUE_AT = 9  # one byte: others accept on the listeners after this worker stops
+_RETIRE_REASON_AT = 10  # one byte: an index in RETIRE_REASONS
 _DRAINING_AT = 11  # one byte: the server is stopping or draining (readiness answers 503)
 _RELOADS = struct.Struct("I")  # at offset 12: how many reloads the worker asked for
 _MESSAGE_AT = 16
 
 
 class Slot:
-    """Shared memory between the supervisor and one worker, created before the fork."""
+    """Shared memory between the supervisor and one worker, created before the fork;
+    ``metrics``: the worker's block of metrics (metrics.layout) with --metrics-bind."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Any = None) -> None:
         self._mem = mmap.mmap(-1, _SLOT_SIZE)
+        self.metrics = metrics
         self.beat(BOOTING)
 
     def beat(self, state: Optional[int] = None) -> None:
-        if state is None:
-            state = self._mem[8]
-        _HEADER.pack_into(self._mem, 0, monotonic(), state)
+        """The heartbeat, and a new state if given (the watchdog thread may set one while
+        the loop beats: each write is its own)."""
+        _BEAT.pack_into(self._mem, 0, monotonic())
+        if state is not None:
+            self._mem[_STATE_AT] = state
 
     @property
     def last_beat(self) -> float:
-        return _HEADER.unpack_from(self._mem, 0)[0]
+        return _BEAT.unpack_from(self._mem, 0)[0]
 
     @property
     def state(self) -> int:
-        return self._mem[8]
+        return self._mem[_STATE_AT]
+
+    def retire(self, reason: str) -> None:
+        """Mark the worker to be replaced (RETIRING), saying why (one of RETIRE_REASONS): by
+        itself (--max-requests, a request cut at --timeout) or by the supervisor (recycling.py);
+        no heartbeat is written (one written by the supervisor would hide a stuck worker)."""
+        self._mem[_RETIRE_REASON_AT] = RETIRE_REASONS.index(reason)
+        self._mem[_STATE_AT] = RETIRING
+
+    @property
+    def retire_reason(self) -> str:
+        return RETIRE_REASONS[self._mem[_RETIRE_REASON_AT]]
 
     def fail(self, message: str) -> None:
         self._write_message(message)
@@ -109,13 +131,10 @@ class Slot:
     def set_draining(self) -> None:
         self._mem[_DRAINING_AT] = 1
 
-    def retire(self) -> None:
-        """The supervisor replaces this worker (--max-worker-memory, --max-worker-lifetime):
-        as if it had asked to be replaced; only the state byte is written."""
-        self._mem[8] = RETIRING
-
     def close(self) -> None:
         self._mem.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 class Worker(hooks.HookNames):
@@ -125,6 +144,8 @@ class Worker(hooks.HookNames):
     multithread = False
     #: keep connections open between requests (the sync worker closes them)
     keepalive = True
+    #: seconds between two heartbeats of the worker's event loop (None: it has none)
+    tick: Optional[float] = None
 
     def __init__(self, config: Config, listeners: List[Any], slot: Slot, notify_fd: int,
                  app: Optional[Callable[..., Any]] = None, age: int = 0) -> None:
@@ -140,6 +161,9 @@ class Worker(hooks.HookNames):
         self.ppid = os.getpid()  # created in the supervisor
         self.server: Any = None  # the supervisor object (for the worker_exit hook)
         self.service: Any = None
+        #: the gevent worker's switch tracer (loopblock.LoopBlocks), when one is needed
+        self.loop_blocks: Any = None
+        self.heartbeat: Callable[[], None] = slot.beat  # and the metrics' status, if on
         self._exiting = False
         self._reopen_logs = False  # USR1 came while booting
 
@@ -253,10 +277,16 @@ class Worker(hooks.HookNames):
         # What is loaded now lives as long as the worker: leave it out of the collector's full
         # passes, which otherwise scan the whole app and pause every request (13 ms for Flask).
         gc.freeze()
+        self.heartbeat = recorder.heartbeat(self.slot, self.service, self.tick)
         self.slot.beat(READY)
         self.notify()
-        Watchdog(lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
-                 self._aborted).start()
+        watchdog = Watchdog(
+            lambda: self.slot.last_beat, config.timeout, self.service.describe_blocked,
+            self.exit, fired=lambda: hooks.call(config, "worker_abort", self),
+            interrupted=self._interrupted,
+            blocks=self.loop_blocks if self.loop_blocks and self.loop_blocks.warn else None,
+            silent_for=self._publish_silent if self.slot.metrics else None)
+        watchdog.start()
         self.serve()
         return ExitCode.OK
 
@@ -282,17 +312,25 @@ class Worker(hooks.HookNames):
         hooks.call(self.config, "worker_int", self)
         self.exit(ExitCode.OK)
 
-    def _aborted(self, code: int) -> None:
-        """The watchdog ends this worker (its event loop is blocked)."""
-        hooks.call(self.config, "worker_abort", self)
-        self.exit(code)
+    def _interrupted(self) -> None:
+        """The watchdog interrupted a request that blocked the event loop, which runs again
+        (in the watchdog's thread): be replaced like a worker at --max-requests."""
+        if self.slot.state == READY:
+            logs.emergency(logging.WARNING, f"Worker (pid:{self.pid}) interrupted a request "
+                           "that blocked its event loop: asking to be replaced")
+            self.slot.retire("timeout")
+            self.notify()
+
+    def _publish_silent(self, silent: float) -> None:
+        """The status of a worker whose loop does not beat (from the watchdog's thread)."""
+        recorder.publish(self.slot.metrics, self.service, silent - (self.tick or 0.0))
 
     def retire(self) -> None:
         """Ask to be replaced (--max-requests): keep serving until the replacement is ready."""
         if self.slot.state == READY:
             logs.error_log.info("Worker (pid:%d) reached %d requests: asking to be replaced",
                                 self.pid, self.service.requests)
-            self.slot.beat(RETIRING)
+            self.slot.retire("max_requests")
             self.notify()
 
     def last_to_accept(self) -> bool:
@@ -345,6 +383,8 @@ class Worker(hooks.HookNames):
         def post_request(req: Any, environ: Any, resp: Any) -> None:
             hooks.call(config, "post_request", self, req, environ, resp)
 
+        block, blocks = self.slot.metrics, self.loop_blocks
+        take_held = blocks.take if blocks is not None and blocks.per_request else None
         return Service(
             self.app, config, multiprocess=config.worker_count > 1,
             multithread=self.multithread, keepalive=self.keepalive,
@@ -352,4 +392,7 @@ class Worker(hooks.HookNames):
             on_request_limit=self.retire,
             pre_request=pre_request if hooks.defined(config, "pre_request") else None,
             post_request=post_request if hooks.defined(config, "post_request") else None,
-            ready=lambda: not self.slot.draining, **parts)
+            ready=lambda: not self.slot.draining,
+            observe=lambda access: recorder.observer(block, take_held, access,
+                                                     logs.access_shows_loop_block()),
+            on_connection=recorder.connection_counter(block), **parts)

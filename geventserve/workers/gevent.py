@@ -15,6 +15,10 @@ from .collector import Collector
 # Modules that must be cooperative for an I/O-bound app to scale; checked after the app loads.
 MUST_BE_PATCHED = ("socket", "ssl", "threading", "select", "time")
 TICK = 0.5  # seconds between heartbeats (and deadline sweeps)
+# Connections a sweep interrupts before the event loop runs again: each one interrupted runs
+# at once (a 408 sent, say), and a wave of slow clients timing out together would otherwise
+# hold the loop for as long as all of them take.
+SWEEP_BATCH = 32
 GC_THRESHOLD = 10_000  # Python's default is 700 allocations
 
 
@@ -93,9 +97,11 @@ class GeventWorker(Worker):
     """Serves thousands of connections cooperatively, one greenlet each, bounded by a pool."""
 
     multithread = True
+    tick = TICK
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._sweep_timer: Any = None  # the rest of a sweep, soon (see _sweep)
         #: made in the supervisor: the first worker of its generation runs the start-up audit
         self.audits = audit.first_worker_of(self.config)
 
@@ -121,6 +127,17 @@ class GeventWorker(Worker):
     def make_service(self, **parts: Any) -> Any:
         from ..http.websocket import WebSocketOffer
 
+        config = self.config
+        per_request = config.metrics_bind is not None or logs.access_shows_loop_block()
+        if config.loop_block_warn or per_request:
+            import gevent
+            from greenlet import getcurrent
+
+            from .loopblock import LoopBlocks
+
+            self.loop_blocks = LoopBlocks(gevent.get_hub(), getcurrent, config.loop_block_warn,
+                                          per_request)
+            self.loop_blocks.install()
         # Whenever gevent-websocket is importable (python-engineio then reads nothing else).
         return super().make_service(readiness=ReadinessOrder(),
                                     websockets=WebSocketOffer.load(self.app), **parts)
@@ -175,14 +192,31 @@ class GeventWorker(Worker):
         collector.stop()
 
     def _tick(self) -> None:
-        """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines."""
-        self.slot.beat()
-        self.service.interrupt_expired()
+        """Runs in the event loop: no beat means the loop is stuck. Also expires deadlines,
+        and reports the last request that held the loop too long."""
+        self.heartbeat()
+        self._sweep()
         if self.slot.draining and not self.service.state.closing:
             self.service.drain()  # --drain-delay: the supervisor says the server is leaving
+        if self.loop_blocks is not None:
+            report = self.loop_blocks.report_due()
+            if report:
+                logs.error_log.warning("%s", report)
         if os.getppid() != self.ppid:
             logs.error_log.warning("the supervisor (pid:%d) is gone: stopping", self.ppid)
             self.stop_requested.set()
+
+    def _sweep(self) -> None:
+        """Interrupt the connections past their deadlines, SWEEP_BATCH at a time, the event
+        loop serving the others in between."""
+        if self.service.interrupt_expired(SWEEP_BATCH):
+            timer = self._sweep_timer
+            if timer is None:
+                import gevent
+
+                timer = self._sweep_timer = gevent.get_hub().loop.timer(0.001)
+            if not timer.active:
+                timer.start(self._sweep)
 
     def _accept(self, listener: Any) -> None:
         import gevent
@@ -191,7 +225,7 @@ class GeventWorker(Worker):
         serve = self.service.serve
         while self.alive:
             if pool.full():
-                pool.wait_available()
+                self._make_room(listener)
                 continue
             try:
                 sock, peer = listener.accept()
@@ -213,6 +247,21 @@ class GeventWorker(Worker):
                 self.stop_requested.set()
                 return
             pool.spawn(serve, sock, peer, listener)
+
+    def _make_room(self, listener: Any) -> None:
+        """The pool is full: once a client waits to connect on ``listener``, have the service
+        close a connection that can spare its place (http/eviction.py; from the event loop,
+        where connections are interrupted), then wait for a place."""
+        import gevent
+        from gevent.socket import wait_read
+
+        try:
+            wait_read(listener.fileno(), timeout=TICK)
+        except (OSError, ValueError):  # nobody waits yet (or the listener is closing)
+            return
+        if self.pool.full():
+            gevent.get_hub().loop.run_callback(self.service.make_room)
+            self.pool.wait_available(timeout=TICK)
 
     def _drain_and_close_listeners(self) -> None:
         """Close the listeners; when no one else will accept on them, take the connections

@@ -39,7 +39,7 @@ class SyncWorker(Worker):
             listener.setblocking(False)
             self.service.add_listener(listener)
         watched = list(listeners) + [wake_r]
-        beat = self.slot.beat
+        beat = self.heartbeat
         while self.alive:
             beat()
             if os.getppid() != self.ppid:

@@ -46,3 +46,13 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
     return value
+
+
+def write_section(readme: Path, start: str, end: str, section: str) -> None:
+    """Replace what is between the markers ``start`` and ``end`` of ``readme`` with
+    ``section`` (a table a mode measured)."""
+    text = readme.read_text()
+    first, last = text.find(start), text.find(end)
+    if first < 0 or last < first:
+        raise StartError(f"{readme} has no {start} ... {end} section")
+    readme.write_text(text[:first + len(start)] + "\n" + section + "\n" + text[last:])

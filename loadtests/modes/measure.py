@@ -53,30 +53,43 @@ def _number(row: Dict[str, str], key: str) -> float:
         return float("nan")
 
 
-def read_stats(prefix: Path, log: str) -> Stats:
-    """Parse ``PREFIX_stats.csv`` (the Aggregated row) and ``PREFIX_failures.csv``; ``log`` is
-    locust's output, for its CPU warning and its own final count."""
+def _row_stats(row: Dict[str, str]) -> Stats:
+    return Stats(requests=int(_number(row, "Request Count")),
+                 failures=int(_number(row, "Failure Count")),
+                 rps=_number(row, "Requests/s"), median=_number(row, "Median Response Time"),
+                 average=_number(row, "Average Response Time"), p95=_number(row, "95%"),
+                 p99=_number(row, "99%"), max=_number(row, "Max Response Time"))
+
+
+def read_rows(prefix: Path) -> Dict[str, Stats]:
+    """Each row of ``PREFIX_stats.csv`` by its name (each request name, and Aggregated), with
+    the failures of ``PREFIX_failures.csv`` under their request's name and all of them under
+    Aggregated."""
     stats_csv = Path(f"{prefix}_stats.csv")
     if not stats_csv.exists():
         raise LocustError(f"locust wrote no {stats_csv}")
     with open(stats_csv, newline="") as fh:
-        rows = [row for row in csv.DictReader(fh) if row.get("Name") == "Aggregated"]
-    if not rows:
-        raise LocustError(f"no Aggregated row in {stats_csv}")
-    row = rows[0]
-    stats = Stats(requests=int(_number(row, "Request Count")),
-                  failures=int(_number(row, "Failure Count")),
-                  rps=_number(row, "Requests/s"), median=_number(row, "Median Response Time"),
-                  average=_number(row, "Average Response Time"), p95=_number(row, "95%"),
-                  p99=_number(row, "99%"), max=_number(row, "Max Response Time"))
+        rows = {row.get("Name") or "": _row_stats(row) for row in csv.DictReader(fh)}
     failures_csv = Path(f"{prefix}_failures.csv")
     if failures_csv.exists():
         with open(failures_csv, newline="") as fh:
             for frow in csv.DictReader(fh):
-                stats.errors.append((int(_number(frow, "Occurrences")),
-                                     f"{frow.get('Method')} {frow.get('Name')}: "
-                                     f"{frow.get('Error')}"))
+                name = frow.get("Name") or ""
+                error = (int(_number(frow, "Occurrences")),
+                         f"{frow.get('Method')} {name}: {frow.get('Error')}")
+                for key in {name, "Aggregated"} & set(rows):
+                    rows[key].errors.append(error)
+    for stats in rows.values():
         stats.errors.sort(reverse=True)
+    return rows
+
+
+def read_stats(prefix: Path, log: str) -> Stats:
+    """Parse ``PREFIX_stats.csv`` (the Aggregated row) and ``PREFIX_failures.csv``; ``log`` is
+    locust's output, for its CPU warning and its own final count."""
+    stats = read_rows(prefix).get("Aggregated")
+    if stats is None:
+        raise LocustError(f"no Aggregated row in {prefix}_stats.csv")
     stats.client_cpu_warning = "CPU usage above" in log
     printed = re.findall(r"(?m)^\s+Aggregated\s+(\d+)\s+(\d+)\(", log)
     if printed and int(printed[-1][0]) != stats.requests:
@@ -109,46 +122,96 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _hear_sigint() -> None:
+    """In locust's child before exec: SIGINT back to its default, so that Python turns it into
+    KeyboardInterrupt (locust's way to stop and write its reports) even when this script was
+    started in the background by a shell, which leaves SIGINT ignored in it and its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class LocustRun:
+    """Locust headless against ``host`` ("": each user class has its own), its reports under
+    REPORTS with the prefix ``name``, for ``run_time`` (a locust duration) or until ``stop()``
+    (SIGINT: it writes its reports, then exits). The CPU time locust and the ``watch`` process
+    groups (role, pgid) used meanwhile goes into the statistics."""
+
+    def __init__(self, locustfile: Path, host: str, name: str, args: argparse.Namespace,
+                 run_time: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                 watch: Sequence[Tuple[str, int]] = ()) -> None:
+        self.prefix = REPORTS / name
+        self.run_time = run_time
+        self.watch = list(watch)
+        cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
+               "-u", str(args.users), "-r", f"{args.spawn_rate:g}", *(["-H", host] if host else []),
+               *(["--run-time", run_time] if run_time else []),
+               "--csv", str(self.prefix), "--html", str(REPORTS / f"{name}.html"),
+               "--only-summary"]
+        self.process = Process(cmd, name=f"locust ({name})", cwd=str(HERE),
+                               env={**os.environ, **env} if env else None,
+                               log=str(REPORTS / f"{name}_locust.log"),
+                               stop_signal=signal.SIGINT, stop_timeout=10,
+                               preexec_fn=_hear_sigint)
+        self._servers_before: List[float] = []
+        self._children_before = 0.0
+        self._started = 0.0
+
+    def start(self) -> LocustRun:
+        for old in REPORTS.glob(f"{self.prefix.name}_*.csv"):
+            old.unlink()
+        self._servers_before = [group_cpu_seconds(pgid) for _, pgid in self.watch]
+        self._children_before = children_cpu_seconds()
+        self._started = time.monotonic()
+        self.process.start()
+        return self
+
+    def finish(self) -> Stats:
+        """Wait for the end of its run time (and LOCUST_MARGIN); its statistics."""
+        bound = parse_duration(self.run_time or "0") + LOCUST_MARGIN
+        try:
+            code = self.process.wait(bound)
+        except subprocess.TimeoutExpired:
+            self.process.stop()
+            raise LocustError(f"locust still running {bound:g}s after its start: stopped; "
+                              f"{self.process.log_excerpt()}")
+        wall = time.monotonic() - self._started
+        cpu = [("locust", children_cpu_seconds() - self._children_before)]  # only locust reaped
+        cpu += [(role, group_cpu_seconds(pgid) - before)
+                for (role, pgid), before in zip(self.watch, self._servers_before)]
+        self.process.stop()
+        # 0: no failure, 1: some request failed; anything else is locust's own trouble.
+        if code not in (0, 1):
+            raise LocustError(f"locust exited with code {code}; {self.process.log_excerpt()}")
+        try:
+            stats = read_stats(self.prefix, self.process.log)
+        except LocustError as exc:
+            raise LocustError(f"{exc}; locust's {self.process.log_excerpt()}")
+        stats.cpu, stats.wall = cpu, wall
+        return stats
+
+    def stop(self) -> Stats:
+        """SIGINT now: locust ends its users' requests, writes its reports and exits; its
+        statistics."""
+        if self.process.exited() is None:
+            self.process.signal(signal.SIGINT)
+        return self.finish()
+
+    def rows(self) -> Dict[str, Stats]:
+        """Once finished: the statistics of each request name (see read_rows)."""
+        return read_rows(self.prefix)
+
+    def __enter__(self) -> LocustRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
+
+
 def run_locust(locustfile: Path, host: str, name: str, args: argparse.Namespace,
                watch: Sequence[Tuple[str, int]] = ()) -> Stats:
-    """Run locust headless against ``host``; reports under REPORTS with the prefix ``name``.
-
-    The CPU time locust and the ``watch`` process groups (role, pgid) used meanwhile goes into
-    the statistics.
-    """
-    prefix = REPORTS / name
-    for old in REPORTS.glob(f"{name}_*.csv"):
-        old.unlink()
-    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
-           "-u", str(args.users), "-r", f"{args.spawn_rate:g}", "--run-time", args.run_time,
-           "-H", host, "--csv", str(prefix), "--html", str(REPORTS / f"{name}.html"),
-           "--only-summary"]
-    locust = Process(cmd, name=f"locust ({name})", cwd=str(HERE),
-                     log=str(REPORTS / f"{name}_locust.log"), stop_signal=signal.SIGINT,
-                     stop_timeout=10)
-    bound = parse_duration(args.run_time) + LOCUST_MARGIN
-    servers_before = [group_cpu_seconds(pgid) for _, pgid in watch]
-    children_before = children_cpu_seconds()
-    started = time.monotonic()
-    with locust.start():
-        try:
-            code = locust.wait(bound)
-        except subprocess.TimeoutExpired:
-            raise LocustError(f"locust still running {bound:g}s after its start: stopped; "
-                              f"{locust.log_excerpt()}")
-        wall = time.monotonic() - started
-        cpu = [("locust", children_cpu_seconds() - children_before)]  # only locust was reaped
-        cpu += [(role, group_cpu_seconds(pgid) - before)
-                for (role, pgid), before in zip(watch, servers_before)]
-    # 0: no failure, 1: some request failed; anything else is locust's own trouble.
-    if code not in (0, 1):
-        raise LocustError(f"locust exited with code {code}; {locust.log_excerpt()}")
-    try:
-        stats = read_stats(prefix, locust.log)
-    except LocustError as exc:
-        raise LocustError(f"{exc}; locust's {locust.log_excerpt()}")
-    stats.cpu, stats.wall = cpu, wall
-    return stats
+    """Run locust headless against ``host`` for ``args.run_time``; reports under REPORTS with
+    the prefix ``name`` (see LocustRun)."""
+    with LocustRun(locustfile, host, name, args, args.run_time, watch=watch) as locust:
+        return locust.start().finish()
 
 
 def fmt_ms(value: float) -> str:

@@ -28,6 +28,7 @@ from loadtests.modes import (
     StartError,
     print_header,
     require,
+    write_section,
 )
 from loadtests.modes.measure import Stats, measured, run_locust
 from loadtests.modes.servers import START_TIMEOUT, preflight, start_server
@@ -170,8 +171,4 @@ def seeds_markdown(results: Sequence[Tuple[str, Optional[Stats]]],
 
 def write_seeds(readme: Path, section: str) -> None:
     """Replace what is between the seeds markers of ``readme`` with ``section``."""
-    text = readme.read_text()
-    start, end = text.find(SEEDS_START), text.find(SEEDS_END)
-    if start < 0 or end < start:
-        raise StartError(f"{readme} has no {SEEDS_START} ... {SEEDS_END} section")
-    readme.write_text(text[:start + len(SEEDS_START)] + "\n" + section + "\n" + text[end:])
+    write_section(readme, SEEDS_START, SEEDS_END, section)

@@ -223,6 +223,24 @@ def app(environ, start_response):
         while time.time() < end:
             pass
         return _text(start_response, "spun")
+    if path == "/spin-started":  # /spin, once the response has started
+        def spin_after_head():
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield b"started,"
+            end = time.time() + float(query or "5")
+            while time.time() < end:
+                pass
+            yield b"spun"
+        return spin_after_head()
+    if path == "/greenlet-trace":  # what times the greenlet switches, if anything
+        import greenlet
+
+        return _text(start_response, repr(greenlet.gettrace()))
+    if path == "/c-sleep":  # blocks in C: a signal or a raised exception waits for its end
+        from gevent import monkey
+
+        monkey.get_original("time", "sleep")(float(query or "5"))
+        return _text(start_response, "slept")
     if path == "/exit":
         os._exit(int(query or "1"))
     if path == "/segfault":

@@ -276,3 +276,29 @@ def test_head_completed_by_bytes_already_there_at_its_deadline_is_served(served)
     served.peer.send(b"Host: a\r\n\r\n")  # there, unread, when the deadline passes
     served.expire(HEADER_TIMEOUT + 1)
     assert served.peer.response()[2] == b"/late"
+
+
+@pytest.mark.parametrize("body", [
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    b"Content-Length: 10\r\n\r\nabc",
+], ids=["chunked, no last chunk", "content-length, short"])
+def test_unread_body_whose_rest_has_not_come_closes_at_once(served, body):
+    """The application answers without reading a body that never ends: the answer says
+    Connection: close and the connection ends after it (gently), without waiting for the rest
+    of the body, which may never come."""
+    served.peer.send(b"POST /ignore-body HTTP/1.1\r\nHost: a\r\n" + body)
+    status, headers, payload = served.peer.response()
+    assert (status, payload) == (200, b"ignored")
+    assert header(headers, "connection") == "close"
+    assert served.peer.closed()  # the server has shut its side down: no wait for the body
+    served.peer.sock.shutdown(gsocket.SHUT_WR)
+    assert served.ended()
+
+
+def test_unread_body_already_there_is_dropped_and_the_connection_goes_on(served):
+    served.peer.send(b"POST /ignore-body HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n0\r\n\r\n" + GET % b"next")
+    status, headers, payload = served.peer.response()
+    assert (status, payload) == (200, b"ignored")
+    assert header(headers, "connection") is None
+    assert served.peer.response()[2] == b"/next"

@@ -24,6 +24,7 @@ class Req(NamedTuple):
     headers: Tuple[Tuple[bytes, bytes], ...] = ((b"Host", b"a"),)
     body: bytes = b""
     complete: bool = True
+    version: str = "1.1"  # the version the request is processed as
 
 
 Outcome = Tuple[Tuple[Req, ...], Optional[int]]  # the requests, then the error status if any
@@ -43,8 +44,8 @@ def outcome(reads: Iterable[bytes], limits: Sequence[int] = LIMITS) -> Outcome:
             parser.feed(data)
         while parser.ready:
             requests.append(parser.ready.pop(0))
-    produced = tuple(Req(r.method, r.target, tuple(r.headers), bytes(r.body), r.complete)
-                     for r in requests)
+    produced = tuple(Req(r.method, r.target, tuple(r.headers), bytes(r.body), r.complete,
+                         r.version) for r in requests)
     return produced, (parser.error.status if parser.error is not None else None)
 
 
@@ -87,9 +88,11 @@ CASES = {
     "simple GET": (GET_PID, ((get(),), None)),
     "leading empty line": (b"\r\n" + GET_PID, ((get(),), None)),
     "leading CR and LF in any order": (b"\n\r\r\n" + GET_PID, ((get(),), None)),
-    "several spaces in the request line": (b"GET  /pid   HTTP/1.1\r\nHost: a\r\n\r\n",
-                                           ((get(),), None)),
-    "HTTP/1.0 without Host": (b"GET /pid HTTP/1.0\r\n\r\n", ((get(headers=()),), None)),
+    "HTTP/1.0 without Host": (b"GET /pid HTTP/1.0\r\n\r\n",
+                              ((get(headers=(), version="1.0"),), None)),
+    # RFC 9110 2.5: a higher minor version is processed as the highest one supported
+    "HTTP/1.2 processed as HTTP/1.1": (b"GET /pid HTTP/1.2\r\nHost: a\r\n\r\n", ((get(),), None)),
+    "HTTP/1.9 processed as HTTP/1.1": (b"GET /pid HTTP/1.9\r\nHost: a\r\n\r\n", ((get(),), None)),
     "trailing whitespace removed from values": (
         b"GET /pid HTTP/1.1\r\nHost: a\r\nX-Pad: value \t \r\n\r\n",
         ((get(headers=((b"Host", b"a"), (b"X-Pad", b"value"))),), None)),
@@ -99,6 +102,20 @@ CASES = {
     "chunked body with extension and trailer": (
         chunked(b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nTrailer-Field: x\r\n\r\n"),
         ((Req("POST", b"/echo", CHUNKED_HEADERS, b"abcde"),), None)),
+    # RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ): a recipient
+    # must take the whitespace
+    "whitespace before ; in a chunk extension": (
+        chunked(b"5 ;name=v\r\nhello\r\n0\r\n\r\n") + GET_PID,
+        ((Req("POST", b"/echo", CHUNKED_HEADERS, b"hello"), get()), None)),
+    "whitespace around ; and = in chunk extensions": (
+        chunked(b"5\t; a = b ;c\r\nhello\r\n1 ; d=\"x; y\"\r\n!\r\n0 ;e\r\n\r\n") + GET_PID,
+        ((Req("POST", b"/echo", CHUNKED_HEADERS, b"hello!"), get()), None)),
+    "chunk line at the field-size limit": (
+        chunked(b"5;e=" + b"v" * (8190 - 6) + b"\r\nhello\r\n0\r\n\r\n") + GET_PID,
+        ((Req("POST", b"/echo", CHUNKED_HEADERS, b"hello"), get()), None)),
+    "trailer section right after the last chunk line's CR": (
+        chunked(b"0\r\nA: b\r\n\r\n") + GET_PID,
+        ((Req("POST", b"/echo", CHUNKED_HEADERS, b""), get()), None)),
     "chunked body holding CRLFCRLF and a request line": (
         chunked(b"17\r\n\r\n\r\nGET /x RTSP/1.0\r\n\r\n\r\n0\r\n\r\n") + GET_PID,
         ((Req("POST", b"/echo", CHUNKED_HEADERS, b"\r\n\r\nGET /x RTSP/1.0\r\n\r\n"), get()),
@@ -137,12 +154,23 @@ CASES = {
     "Connection: close, then more": (
         b"GET /pid HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" + GET_PID,
         ((get(headers=((b"Host", b"a"), (b"Connection", b"close"))),), None)),
-    "a head in one field at the size limit": (
-        b"GET /pid HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * (8190 - 7) + b"\r\n\r\n",
-        ((get(headers=((b"Host", b"a"), (b"X-Big", b"v" * (8190 - 7)))),), None)),
+    # --limit-request-field-size counts the whole field line, CRLF included, as gunicorn does
+    "a head in one field line at the size limit": (
+        b"GET /pid HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * (8190 - 9) + b"\r\n\r\n",
+        ((get(headers=((b"Host", b"a"), (b"X-Big", b"v" * (8190 - 9)))),), None)),
     "request line at the limit": (
-        b"GET /pid?" + b"a" * (4094 - len("GET  HTTP/1.1") - 5) + b" HTTP/1.1\r\nHost: a\r\n\r\n",
-        ((get(b"/pid?" + b"a" * (4094 - len("GET  HTTP/1.1") - 5)),), None)),
+        b"GET /pid?" + b"a" * (8190 - len("GET  HTTP/1.1") - 5) + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+        ((get(b"/pid?" + b"a" * (8190 - len("GET  HTTP/1.1") - 5)),), None)),
+    # RFC 9112 3: at least 8 000 octets should be supported (the default limit is 8190)
+    "request line of 8000 octets": (
+        b"GET /" + b"a" * 7986 + b" HTTP/1.1\r\nHost: a\r\n\r\n", ((get(b"/" + b"a" * 7986),), None)),
+    "empty Host with an absolute-form target": (
+        b"GET http://a/pid HTTP/1.1\r\nHost:\r\n\r\n",
+        ((get(b"http://a/pid", ((b"Host", b""),)),), None)),
+    "%0A in the query, not the path": (b"GET /pid?q=%0A HTTP/1.1\r\nHost: a\r\n\r\n",
+                                       ((get(b"/pid?q=%0A"),), None)),
+    "other percent-encodings in the path": (b"GET /a%20b%2F%0Ex HTTP/1.1\r\nHost: a\r\n\r\n",
+                                            ((get(b"/a%20b%2F%0Ex"),), None)),
     # -- refused (Fix A: these used to depend on how the bytes came)
     "unknown method token": (b"FOO /pid HTTP/1.1\r\nHost: a\r\n\r\n", (R, 501)),
     "lower-case method": (b"get /pid HTTP/1.1\r\nHost: a\r\n\r\n", (R, 501)),
@@ -150,8 +178,9 @@ CASES = {
                                                 (R, 501)),
     "invalid method token": (b"G(T /pid HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
     "method ended by CRLF": (b"FOO\r\nHost: a\r\n\r\n", (R, 400)),
-    "method longer than the request line": (b"FOO" + b"O" * 5000 + b" / HTTP/1.1\r\n\r\n",
+    "method longer than the request line": (b"FOO" + b"O" * 9000 + b" / HTTP/1.1\r\n\r\n",
                                             (R, 400)),
+    "method of 100 KB": (b"A" * 100_000 + b" / HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
     "space before the method": (b" GET /pid HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
     "RTSP/1.0 request line": (b"GET /pid RTSP/1.0\r\nHost: a\r\n\r\n", (R, 505)),
     "ICE/1.0 request line": (b"SOURCE /pid ICE/1.0\r\nHost: a\r\n\r\n", (R, 505)),
@@ -165,8 +194,43 @@ CASES = {
         ((Req("POST", b"/echo", CHUNKED_HEADERS, b"abc"),), 501)),
     # -- refused, others
     "missing Host": (b"GET /pid HTTP/1.1\r\n\r\n", (R, 400)),
-    "request line over the limit": (b"GET /" + b"a" * 4100 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    "request line over the limit": (b"GET /" + b"a" * 8180 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
                                     (R, 414)),
+    "field line over the size limit by its CRLF": (
+        GET_PID[:-2] + b"X-Big: " + b"v" * (8190 - 8) + b"\r\n\r\n", (R, 431)),
+    # RFC 9112 3: one SP between the parts of the request line; an invalid line is not to be
+    # autocorrected
+    "two spaces after the method": (b"GET  /pid HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
+    "two spaces before the version": (b"GET /pid  HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
+    "several spaces in the request line": (b"GET  /pid   HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
+    "several spaces, the protocol RTSP": (b"GET  /pid  RTSP/1.0\r\nHost: a\r\n\r\n", (R, 505)),
+    "backslash in the target": (b"GET /a\\b HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
+    "%00 in the path": (b"GET /a%00.txt HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
+    "%0D%0A in the path": (b"GET /a%0D%0aSet-Cookie:x HTTP/1.1\r\nHost: a\r\n\r\n", (R, 400)),
+    "%0a in an absolute-form path": (b"GET http://a/b%0ac HTTP/1.1\r\nHost: a\r\n\r\n",
+                                     (R, 400)),
+    "empty Host": (b"GET /pid HTTP/1.1\r\nHost: \r\n\r\n", (R, 400)),
+    "empty Host, asterisk-form": (b"OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n", (R, 400)),
+    "repeated Content-Type": (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+        b"Content-Type: text/html\r\nContent-Length: 2\r\n\r\nhi", (R, 400)),
+    "repeated Content-Type, same value": (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\ncontent-type: a/b\r\nContent-Type: a/b\r\n"
+        b"Content-Length: 2\r\n\r\nhi", (R, 400)),
+    "HTTP/3.0": (b"GET /pid HTTP/3.0\r\nHost: a\r\n\r\n", (R, 505)),
+    "HTTP/0.9 given as a version": (b"GET /pid HTTP/0.9\r\nHost: a\r\n\r\n", (R, 505)),
+    # a chunk line (size and extensions) is bounded like a field line
+    "chunk extension longer than the field-size limit": (
+        chunked(b"5;e=" + b"v" * (8190 - 5) + b"\r\nhello\r\n0\r\n\r\n"),
+        ((Req("POST", b"/echo", CHUNKED_HEADERS, b"", False),), 400)),
+    "chunk extension of 64 KB after a chunk": (
+        chunked(b"1\r\na\r\n5;e=" + b"v" * 65536 + b"\r\nhello\r\n0\r\n\r\n"),
+        ((Req("POST", b"/echo", CHUNKED_HEADERS, b"a", False),), 400)),
+    "chunk size followed by whitespace alone": (chunked(b"5 \r\nhello\r\n0\r\n\r\n"),
+                                                ((Req("POST", b"/echo", CHUNKED_HEADERS, b"",
+                                                      False),), 400)),
+    "empty chunk extension name": (chunked(b"5; =v\r\nhello\r\n0\r\n\r\n"),
+                                   ((Req("POST", b"/echo", CHUNKED_HEADERS, b"", False),), 400)),
     "101 fields": (GET_PID[:-2] + b"X-F: v\r\n" * 100 + b"\r\n", (R, 431)),
     "field over the size limit": (GET_PID[:-2] + b"X-Big: " + b"v" * 8190 + b"\r\n\r\n",
                                   (R, 431)),

@@ -1,0 +1,211 @@
+"""The metrics' parts in-process: rendering (read back with prometheus_client's parsers), the
+shared-memory block, the per-request recorder, and the greenlet-switch timing of event-loop
+holds with its report."""
+
+import sys
+import threading
+import time
+
+import gevent
+import greenlet
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from geventserve.metrics import layout, recorder
+from geventserve.metrics.exposition import Family, histogram, render, wants_openmetrics
+from geventserve.workers.loopblock import LoopBlocks
+
+
+def families():
+    requests = Family("t_requests", "counter", 'Requests "answered".\nSecond line \\ here.')
+    requests.add(3, method="GET", code="200")
+    requests.add(1, method='we"ird\\\n', code="0")
+    yield requests
+    yield Family("t_in_flight", "gauge", "In flight.").add(2.5)
+    yield histogram("t_seconds", "Durations.", (0.1, 1.0), [1, 2, 3], 7.25)
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_rendering_reads_back(openmetrics):
+    body, content_type = render(families(), openmetrics)
+    text = body.decode()
+    parsed = {f.name: f for f in (parse_om if openmetrics else parse_text)(text)}
+    assert set(parsed) == {"t_requests", "t_in_flight", "t_seconds"}
+    requests = parsed["t_requests"]
+    assert requests.type == "counter"
+    assert requests.documentation == 'Requests "answered".\nSecond line \\ here.'
+    assert {(s.name, s.labels["method"], s.value) for s in requests.samples} == {
+        ("t_requests_total", "GET", 3), ("t_requests_total", 'we"ird\\\n', 1)}
+    buckets = {s.labels.get("le"): s.value for s in parsed["t_seconds"].samples
+               if s.name == "t_seconds_bucket"}
+    assert buckets == {"0.1": 1, "1.0": 3, "+Inf": 6}  # cumulative
+    others = {s.name: s.value for s in parsed["t_seconds"].samples if "le" not in s.labels}
+    assert others == {"t_seconds_count": 6, "t_seconds_sum": 7.25}
+    assert parsed["t_in_flight"].samples[0].value == 2.5
+    if openmetrics:
+        assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+        assert text.endswith("# EOF\n") and "# TYPE t_requests counter" in text
+    else:
+        assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+        assert "# TYPE t_requests_total counter" in text
+
+
+@pytest.mark.parametrize("accept,wanted", [
+    ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", True),  # Prometheus 2.x
+    ("text/plain;version=0.0.4;q=1,*/*;q=0.1", False),
+    ("application/openmetrics-text; q=0", False),
+    ("Application/OpenMetrics-Text", True),
+    ("", False),
+    ("*/*", False),
+])
+def test_openmetrics_is_served_to_who_asks(accept, wanted):
+    assert wants_openmetrics(accept) is wanted
+
+
+def test_block_status_round_trip():
+    block = layout.WorkerBlock()
+    try:
+        assert block.in_flight() == []
+        block.publish(3, 2, 1, 25, [["GET", "/a", 12.5], ["POST", "/b", 13.0]], 0.25)
+        assert block.in_flight() == [["GET", "/a", 12.5], ["POST", "/b", 13.0]]
+        ints = block.ints
+        assert (ints[layout.ACTIVE], ints[layout.IDLE], ints[layout.TAKEN_OVER],
+                ints[layout.IN_FLIGHT]) == (3, 2, 1, 25)
+        assert block.doubles[layout.LOOP_LAG] == 0.25
+        ints[layout.STATUS_SEQ] += 1  # a writer mid-write: the reader does not trust it
+        assert block.in_flight() is None
+        ints[layout.STATUS_SEQ] += 1
+        many = [["GET", "/" + "x" * 180, float(i)] for i in range(200)]  # more than fits
+        block.publish(0, 0, 0, 200, many, 0.0)
+        shown = block.in_flight()
+        assert 0 < len(shown) < 200 and shown == many[:len(shown)]
+    finally:
+        block.close()
+
+
+def test_recorder_counts_by_method_code_and_bucket():
+    block = layout.WorkerBlock()
+    logged, held = [], iter([0.0005, 0.2, 3.0])
+    try:
+        record = recorder.observer(block, lambda: next(held),
+                                   lambda *args: logged.append(args), log_wants_held=False)
+        environs = [{"REQUEST_METHOD": "GET"}, {"REQUEST_METHOD": "BREW"},
+                    {"REQUEST_METHOD": "-"}]
+        record(environs[0], "200 OK", 5, 0.002)
+        record(environs[1], "418 I'm a teapot", 0, 0.5)
+        record(environs[2], None, 0, 40.0)  # no response: the client went away
+        assert block.used_codes() == [0, 200, 418]
+        counts, rest = block.counters(block.used_codes())
+        row = layout.CODES
+        other = layout.METHOD_LABELS.index("other")
+        assert counts[0 * row + 200] == 1
+        assert counts[other * row + 418] == 1
+        assert counts[other * row + 0] == 1
+        assert sum(counts.values()) == 3
+        assert sum(block.ints[:layout.TIMES]) == 3  # the columns not read are all zeros
+        durations, holds = layout.histograms(rest)
+        assert durations[layout.BUCKETS.index(0.0025)] == 1  # 2 ms: the 2.5 ms bucket
+        assert durations[layout.BUCKETS.index(0.5)] == 1  # a bound is in its own bucket
+        assert durations[-1] == 1  # past 30 s: +Inf
+        assert holds[0] == 1 and holds[layout.BUCKETS.index(0.25)] == 1
+        assert holds[layout.BUCKETS.index(5.0)] == 1
+        assert sum(durations) == sum(holds) == 3
+        assert block.counter_sums() == pytest.approx([40.502, 3.2005])
+        assert [e[recorder.LOOP_BLOCKED] for e in environs] == [0.0005, 0.2, 3.0]
+        assert len(logged) == 3 and logged[1][1] == "418 I'm a teapot"
+    finally:
+        block.close()
+
+
+def test_a_sync_worker_s_requests_are_not_in_the_hold_histogram():
+    block = layout.WorkerBlock()
+    try:
+        record = recorder.observer(block, None, None, log_wants_held=False)
+        environ = {"REQUEST_METHOD": "POST"}
+        record(environ, "201 Created", 0, 0.3)
+        durations, holds = layout.histograms(block.counters(block.used_codes())[1])
+        assert durations[layout.BUCKETS.index(0.5)] == 1 and sum(holds) == 0
+        assert recorder.LOOP_BLOCKED not in environ
+        assert block.counter_sums() == [0.3, 0.0]
+    finally:
+        block.close()
+
+
+def test_without_metrics_the_access_log_is_left_as_it_is():
+    def access(*args):
+        pass
+
+    assert recorder.observer(None, None, access, log_wants_held=True) is access
+    assert recorder.observer(None, lambda: 0.0, access, log_wants_held=False) is access
+    assert recorder.observer(None, None, None, log_wants_held=False) is None
+    environ = {}
+    recorder.observer(None, lambda: 0.125, access, log_wants_held=True)(environ, "200 OK", 0, 0)
+    assert environ[recorder.LOOP_BLOCKED] == 0.125
+
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.fixture
+def blocks():
+    made = []
+
+    def make(warn, per_request=True):
+        made.append(LoopBlocks(gevent.get_hub(), greenlet.getcurrent, warn, per_request))
+        made[-1].install()
+        return made[-1]
+    yield make
+    greenlet.settrace(None)
+
+
+def test_each_greenlet_gets_its_longest_hold(blocks):
+    tracer = blocks(warn=0)
+    results = {}
+
+    def request(name, first, second):
+        spin(first)
+        gevent.sleep(0)
+        spin(second)
+        results[name] = tracer.take()
+
+    gevent.joinall([gevent.spawn(request, "long", 0.06, 0.01),
+                    gevent.spawn(request, "short", 0.002, 0.001)], timeout=5)
+    assert 0.06 <= results["long"] < 0.2
+    assert 0.002 <= results["short"] < 0.06  # the other's hold is not its own
+    assert tracer.report_due() is None  # warn 0: nothing is reported
+    assert not tracer.longest  # taken, and the ended greenlets forgotten
+
+
+def test_a_long_hold_is_reported_with_the_stack_sampled_while_it_held(blocks):
+    tracer = blocks(warn=0.05, per_request=False)
+    main = threading.get_ident()
+    describe = lambda frame: "GET /slow from 10.0.0.1"  # noqa: E731
+    sampler = threading.Timer(0.06, tracer.sample, (lambda: sys._current_frames()[main],
+                                                    describe))
+
+    def slow_view():
+        sampler.start()
+        spin(0.15)
+
+    gevent.spawn(slow_view).join(5)
+    sampler.join(5)
+    report = tracer.report_due()
+    assert report.startswith("Event loop blocked for 0.1")
+    assert "by GET /slow from 10.0.0.1: every other request of this worker waited" in report
+    assert "in slow_view" in report and "spin(0.15)" in report
+    gevent.spawn(spin, 0.06).join(5)  # within REPORT_EVERY of the last report: quiet
+    assert tracer.report_due() is None
+    assert tracer.long_holds == 2
+
+
+def test_a_hold_not_sampled_says_so(blocks):
+    tracer = blocks(warn=0.03, per_request=False)
+    gevent.spawn(spin, 0.05).join(5)
+    report = tracer.report_due()
+    assert report.startswith("Event loop blocked for 0.0")
+    assert "No stack: the watchdog thread could not run while it blocked" in report
