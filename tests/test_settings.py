@@ -349,3 +349,17 @@ def test_gunicorn_conf_py_is_read_when_there_is_no_other(tmp_path):
     out = printed_config(run_cli(["--print-config", "wsgi_app:app"], cwd=str(tmp_path)).stdout)
     assert out["workers"] == (3, "config file geventserve.conf.py")
     assert out["bind"][1] == "default"
+
+
+def test_readme_and_architecture_name_every_exit_code_and_setting():
+    from geventserve.exits import ExitCode
+
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        readme = fh.read()
+    for code in ExitCode:
+        assert f"\n| {int(code)} | " in readme, f"README's exit-code table lacks {int(code)}"
+    with open(os.path.join(ROOT, "docs", "architecture.md")) as fh:
+        owners = fh.read().partition("## Which module owns each setting's effect")[2]
+    for setting in SETTINGS:
+        assert f"`{setting.name}`" in owners, \
+            f"docs/architecture.md does not say which module owns {setting.name}"
