@@ -666,38 +666,42 @@ SETTINGS += [
 
 # -- server hooks: functions in the config file, called at gunicorn's points with gunicorn's
 #    arguments. `server` is the Supervisor, `worker` a Worker, `req` a HookRequest,
-#    `resp` a HookResponse (see docs/settings.md for their attributes).
-HOOKS_HELP = [
-    ("on_starting", 1, "on_starting(server): before the listeners are opened."),
-    ("on_reload", 1, "on_reload(server): on HUP, before the new workers start."),
-    ("when_ready", 1, "when_ready(server): the listeners are open, the first workers about to "
-                      "start."),
-    ("pre_fork", 2, "pre_fork(server, worker): in the supervisor, just before a worker is "
-                    "forked."),
-    ("post_fork", 2, "post_fork(server, worker): in the worker, just after the fork (before "
-                     "the gevent patching and the app import)."),
-    ("post_worker_init", 1, "post_worker_init(worker): in the worker, once the app is loaded."),
-    ("worker_int", 1, "worker_int(worker): in the worker, on INT or QUIT (fast stop)."),
-    ("worker_abort", 1, "worker_abort(worker): in the worker (its watchdog thread), when the "
-                        "event loop has been blocked for --timeout: before the blocked request "
-                        "is interrupted, or the worker ended."),
-    ("pre_request", 2, "pre_request(worker, req): in the worker, before the app is called."),
-    ("post_request", 4, "post_request(worker, req, environ, resp): in the worker, after the "
-                        "response is sent."),
-    ("child_exit", 2, "child_exit(server, worker): in the supervisor, after a worker exited."),
-    ("worker_exit", 2, "worker_exit(server, worker): in the worker, just before it exits."),
-    ("nworkers_changed", 3, "nworkers_changed(server, new_value, old_value): the wanted number "
-                            "of workers changed (TTIN, TTOU, a reload; old_value is None at "
-                            "start)."),
-    ("on_exit", 1, "on_exit(server): just before the supervisor exits."),
-    ("pre_exec", 1, "pre_exec(server): in the process that re-executes the server (USR2), just "
-                    "before the exec."),
-    ("ssl_context", 2, "ssl_context(config, default_ssl_context_factory): in each worker, "
-                       "returns the SSLContext to serve HTTPS with; call the factory for the "
-                       "one geventserve would use and adjust it (ciphers, ALPN, SNI)."),
-]
-SETTINGS += [Setting(name, HOOKS, (), hook(arity), None, text) for name, arity, text in HOOKS_HELP]
-HOOK_NAMES = [name for name, _, _ in HOOKS_HELP]
+#    `resp` a HookResponse (see docs/settings.md for their attributes). Each one's signature,
+#    then what it is for (an indented line goes on); its name and arity come from the signature.
+HOOKS_HELP = """
+on_starting(server): before the listeners are opened.
+on_reload(server): on HUP, before the new workers start.
+when_ready(server): the listeners are open, the first workers about to start.
+pre_fork(server, worker): in the supervisor, just before a worker is forked.
+post_fork(server, worker): in the worker, just after the fork (before the gevent patching and
+    the app import).
+post_worker_init(worker): in the worker, once the app is loaded.
+worker_int(worker): in the worker, on INT or QUIT (fast stop).
+worker_abort(worker): in the worker (its watchdog thread), when the event loop has been blocked
+    for --timeout: before the blocked request is interrupted, or the worker ended.
+pre_request(worker, req): in the worker, before the app is called.
+post_request(worker, req, environ, resp): in the worker, after the response is sent.
+child_exit(server, worker): in the supervisor, after a worker exited.
+worker_exit(server, worker): in the worker, just before it exits.
+nworkers_changed(server, new_value, old_value): the wanted number of workers changed (TTIN,
+    TTOU, a reload; old_value is None at start).
+on_exit(server): just before the supervisor exits.
+pre_exec(server): in the process that re-executes the server (USR2), just before the exec.
+ssl_context(config, default_ssl_context_factory): in each worker, returns the SSLContext to
+    serve HTTPS with; call the factory for the one geventserve would use and adjust it (ciphers,
+    ALPN, SNI).
+"""
+
+
+def _hooks(text: str) -> List[Tuple[str, int, str]]:
+    entries = text.strip().replace("\n    ", " ").splitlines()
+    return [(entry.partition("(")[0], entry.partition(")")[0].count(",") + 1, entry)
+            for entry in entries]
+
+
+SETTINGS += [Setting(name, HOOKS, (), hook(arity), None, text)
+             for name, arity, text in _hooks(HOOKS_HELP)]
+HOOK_NAMES = [name for name, _, _ in _hooks(HOOKS_HELP)]
 
 BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 SECTIONS: List[str] = list(dict.fromkeys(s.section for s in SETTINGS))

@@ -25,7 +25,7 @@ module only locates.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import httptools
 
@@ -467,29 +467,27 @@ class RequestParser:
         return start + room
 
     def _refuse_long_line(self, view: memoryview, pos: int, cap: int) -> None:
-        """The request line passes the limit at ``cap`` in the read: feed it up to there (an
-        error in it, a method refused, has its own answer), then refuse it: 414."""
+        """The request line passes the limit at ``cap`` in the read: 414."""
+        self._refuse_past(view, pos, cap, lambda: URITooLong(
+            f"the request line is longer than {self._line_limit} bytes (--limit-request-line)"))
+
+    def _refuse_large_head(self, view: memoryview, pos: int, limit: int) -> None:
+        """The head passes the limits at ``limit`` in the read: 431."""
+        self._refuse_past(view, pos, limit, lambda: HeaderFieldsTooLarge(
+            "the request head is larger than the limits allow (--limit-request-fields and "
+            "--limit-request-field-size)"))
+
+    def _refuse_past(self, view: memoryview, pos: int, cap: int,
+                     refusal: Callable[[], HTTPError]) -> None:
+        """Feed the read up to ``cap`` (an error before it, a method refused or a field too
+        long, has its own answer), then refuse the request with ``refusal()``."""
         self._piece_end = cap
         try:
             self._parser.feed_data(view[pos:cap])
         except Exception as exc:
             self._after_error(exc, view, pos)
         if self.error is None and self._method_line is None:
-            self._fail(URITooLong(f"the request line is longer than {self._line_limit} bytes "
-                                  "(--limit-request-line)"))
-
-    def _refuse_large_head(self, view: memoryview, pos: int, limit: int) -> None:
-        """The head passes the limits at ``limit`` in the read: feed it up to there (a field
-        too long, say, has its own answer), then refuse it."""
-        self._piece_end = limit
-        try:
-            self._parser.feed_data(view[pos:limit])
-        except Exception as exc:
-            self._after_error(exc, view, pos)
-        if self.error is None and self._method_line is None:
-            self._fail(HeaderFieldsTooLarge("the request head is larger than the limits allow "
-                                            "(--limit-request-fields and "
-                                            "--limit-request-field-size)"))
+            self._fail(refusal())
 
     # -- llhttp callbacks -------------------------------------------------------------------
 
