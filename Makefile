@@ -52,8 +52,10 @@ system-deps:
 bench-deps:
 	$(call install_programs,$(BENCH_PROGRAMS))
 
+# The test files run on TEST_JOBS processes (each file in one of them, its tests in order).
+TEST_JOBS ?= 2
 test: $(VENV)/.installed-test system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 docs: $(VENV)/.installed-run
 	$(BIN)/python -m geventserve.docs > docs/settings.md

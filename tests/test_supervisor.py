@@ -824,21 +824,29 @@ def test_usr1_reopens_captured_output(tmp_path):
     assert srv.proc.returncode is not None
 
 
-def test_usr2_keeps_systemd_sockets():
+def test_usr2_keeps_systemd_sockets(tmp_path):
     listeners, ports = zip(*(_listening_socket() for _ in range(2)))
     fds = [s.fileno() for s in listeners]
     env = dict(os.environ, PYTHONPATH=APPS, LISTEN_FDS="2")
-    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+    # Through fds 100 and 101 first: one of the sockets may itself be fd 3 or 4.
+    launcher = ("import os, sys; os.dup2(int(sys.argv[1]), 100); os.dup2(int(sys.argv[2]), 101); "
+                "os.dup2(100, 3); os.dup2(101, 4); os.close(100); os.close(101); "
                 "os.environ['LISTEN_PID'] = str(os.getpid()); "
                 "os.execv(sys.executable, [sys.executable] + sys.argv[3:])")
+    log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-c", launcher, str(fds[0]), str(fds[1]), "-m",
                              "geventserve", "-w", "1", "wsgi_app:app"], cwd=APPS, env=env,
-                            pass_fds=fds, stderr=subprocess.DEVNULL, start_new_session=True)
+                            pass_fds=fds, stderr=log, start_new_session=True)
+    log.close()
     for sock in listeners:
         sock.close()
     try:
         for port in ports:
-            wait_until(lambda p=port: _try_get(p, "/"), message=f"port {port}")
+            try:
+                wait_until(lambda p=port: _try_get(p, "/"), timeout=20, message=f"port {port}")
+            except AssertionError as exc:
+                log_text = (tmp_path / "server.log").read_text()[-2000:]
+                raise AssertionError(f"{exc}; the server's log:\n{log_text}") from None
         os.kill(proc.pid, signal.SIGUSR2)
         new_master = wait_until(lambda: [p for p in children(proc.pid)
                                          if children(p)], message="new supervisor")[0]
