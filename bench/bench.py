@@ -266,7 +266,7 @@ def hostile_clients(server: str, count: int, duration: float,
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the clients beside wrk's usual place
     try:
-        with running(server, workload) as (process, port):
+        with running(server, workload) as (process, port, _):
             workers = process.worker_pids()
             alone = hostile.run(port, duration, 0)
             started = time.monotonic()
@@ -391,6 +391,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                   flush=True, file=sys.stderr)
             idle[server] = idle_connections(server, args.idle_connections)
             print(f"{idle[server]['rss']:.0f} MiB", file=sys.stderr)
+    # The rounds' table is saved at once: what follows may take minutes (or fail).
+    save(render(results, idle, args, started, duration), {"results": results, "idle": idle})
     hostile_rows: List[Dict[str, object]] = []
     if "hostile" in wanted:
         hostile_duration = args.hostile_duration or (20.0 if quick else 45.0)
@@ -411,11 +413,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         count = args.websockets or (2000 if quick else 10_000)
         report += "\n" + open_websockets(args.servers, count, quick)
     print(report)
+    save(report, {"results": results, "idle": idle, "hostile": hostile_rows})
+    return 0
+
+
+def save(report: str, figures: Dict[str, object]) -> None:
+    """bench/results/latest.md and latest.json."""
     with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
         fh.write(report)
     with open(os.path.join(RESULTS, "latest.json"), "w") as fh:
-        json.dump({"results": results, "idle": idle, "hostile": hostile_rows}, fh, indent=1)
-    return 0
+        json.dump(figures, fh, indent=1)
 
 
 def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
