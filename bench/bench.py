@@ -93,7 +93,7 @@ WORKLOADS[1:1] = [
             "plain", metrics=True, scrapes=100, base="plain-metrics"),
 ]
 WORKLOADS[4:4] = [
-    variant("flask-noloop", "Flask hello, --loop-block-warn 0 (no switch timing)", "flask",
+    variant("flask-noloop", "Flask hello, --loop-block-warn 0 (no loop timing)", "flask",
             extra_args=["--loop-block-warn", "0"]),
     variant("flask-monitor", "Flask hello, gevent's monitor thread (0.5 s) instead", "flask",
             extra_args=["--loop-block-warn", "0"],

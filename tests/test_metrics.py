@@ -393,6 +393,20 @@ def test_a_request_that_blocks_the_loop_is_reported_once_with_its_stack():
     assert float(access["GET /"][-1]) < 0.1
 
 
+def test_by_default_a_blocking_request_is_reported_without_tracing_switches():
+    """--loop-block-warn alone (no %(K)s, no metrics): the hold is timed by the loop's beat."""
+    with Server(["-w", "1"]) as srv:
+        assert request(srv.port, "GET", "/greenlet-trace").text == "None"
+        assert request(srv.port, "GET", "/spin?0.9", timeout=10).status == 200
+        report = srv.wait_for_log(r"\[WARNING\] Event loop blocked for (\d\.\d+)s .* by GET "
+                                  r"/spin\?0\.9 from 127\.0\.0\.1 \(running [\d.]+s\): every other")
+        assert 0.9 <= float(report.group(1)) < 1.5
+        request(srv.port, "GET", "/")
+        time.sleep(0.5)
+    stack = srv.log[srv.log.index("Event loop blocked"):].split("\n[", 1)[0]
+    assert "while time.time() < end" in stack  # taken while it spun
+
+
 def test_loop_block_timing_is_off_when_nothing_asks_for_it():
     with Server(["-w", "1", "--loop-block-warn", "0", "--access-logfile", "-"]) as srv:
         assert request(srv.port, "GET", "/greenlet-trace").text == "None"

@@ -1,13 +1,20 @@
-"""How long each greenlet holds the gevent event loop without yielding, timed at greenlet
-switches (greenlet.settrace), and the report of a request that held it too long.
+"""How long the gevent event loop is held without yielding, and the report of a hold that lasted
+too long (--loop-block-warn).
 
-The trace function runs at every switch: a clock read, a subtraction, two stores; only a hold
-of FLOOR seconds or more goes further. A request's figure is the longest hold of its greenlet
-since the request before it on the connection, the hold under way included (``take``). A hold
-of --loop-block-warn seconds or more is reported with the Python stack where it was blocking:
-the worker's watchdog thread samples the main thread's frame while the hold is under way
-(``sample``), and the event loop logs the report once the hold is over (``report_due``), at
-most one per REPORT_EVERY seconds.
+Two ways to time it. When each request's figure is wanted (the access-log atom, the metrics'
+histogram), at greenlet switches (greenlet.settrace): a clock read, a subtraction, two stores
+per switch, and only a hold of FLOOR seconds or more goes further; a request's figure is the
+longest hold of its greenlet since the request before it on the connection, the hold under way
+included (``take``). Otherwise, for the report alone, a timer of the event loop beats every
+``warn / 10`` seconds: a beat that comes late by a hold measures it, and no switch pays
+anything (with WebSockets, which switch a dozen times per message, the tracer cost a tenth of
+the worker's CPU).
+
+A hold of --loop-block-warn seconds or more is reported with the Python stack where it was
+blocking: the worker's watchdog thread samples the main thread's frame while the hold is under
+way (``sample``), and the event loop logs the report once the hold is over (``report_due``), at
+most one per REPORT_EVERY seconds. Timed by the beat, a hold may be several greenlets running
+in turn within one turn of the loop: the watchdog's later looks tell, and the report says so.
 """
 
 from __future__ import annotations
@@ -30,13 +37,16 @@ class Sample:
     held: float  # how long it had held it when the stack was taken
     activity: Optional[str]  # "GET /path from 10.0.0.1 (running 1.2s)", or None
     stack: str
+    outermost: Any = None  # the bottom frame of the greenlet that held the loop
+    mixed: bool = False  # a later look saw another greenlet hold it (timed by the beat)
 
 
 class LoopBlocks:
-    """The switch tracer of one gevent worker (install() in the thread of its event loop).
+    """The hold timing of one gevent worker (install() in the thread of its event loop).
 
-    ``per_request``: remember each greenlet's longest hold for ``take``; otherwise only holds
-    of ``warn`` seconds or more matter. ``warn``: the hold that is reported (0: none).
+    ``per_request``: trace switches, and remember each greenlet's longest hold for ``take``;
+    otherwise only holds of ``warn`` seconds or more matter, timed by the beat. ``warn``: the
+    hold that is reported (0: none).
     """
 
     def __init__(self, hub: Any, current: Callable[[], Any], warn: float,
@@ -45,8 +55,12 @@ class LoopBlocks:
         self.current = current  # greenlet.getcurrent
         self.warn = warn
         self.per_request = per_request
-        #: when the greenlet running now got the loop (perf_counter), and that greenlet
+        #: when the greenlet running now got the loop (perf_counter), and that greenlet (the
+        #: beat: when the loop last beat, and None)
         self.run: List[Any] = [perf_counter(), current()]
+        #: seconds between two beats (timed by the beat), or 0 (traced)
+        self.period = 0.0 if per_request else max(warn / 10, 0.005)
+        self._beat_timer: Any = None
         #: greenlet -> its longest hold since its last take(), for the holds of FLOOR or more
         self.longest: Dict[Any, float] = {}
         #: the last hold of warn or more, once over: (started, held, its stack if sampled)
@@ -59,9 +73,31 @@ class LoopBlocks:
         self.take = self._take_function()
 
     def install(self) -> None:
-        import greenlet
+        if self.per_request:
+            import greenlet
 
-        greenlet.settrace(self._trace_function())
+            greenlet.settrace(self._trace_function())
+            return
+        run, clock, warn, held_long = self.run, perf_counter, self.warn, self._held_long
+        run[1] = None
+
+        def beat() -> None:
+            now = clock()
+            held = now - run[0]
+            run[0] = now
+            if held >= warn:
+                held_long(None, held, now)
+        self._beat_timer = self.hub.loop.timer(self.period, self.period, ref=False)
+        self._beat_timer.start(beat)
+
+    def uninstall(self) -> None:
+        if self._beat_timer is not None:
+            self._beat_timer.stop()
+            self._beat_timer = None
+        else:
+            import greenlet
+
+            greenlet.settrace(None)
 
     def _trace_function(self) -> Callable[[str, Any], None]:
         run, hub, clock, held_long = self.run, self.hub, perf_counter, self._held_long
@@ -106,11 +142,12 @@ class LoopBlocks:
 
     def holding(self) -> Optional[Tuple[float, float]]:
         """(when, for how long) the greenlet running now has held the loop; None while the
-        hub runs."""
+        hub runs (timed by the beat: while the beats come on time)."""
         started, running = self.run
-        if running is self.hub or started != self.run[0]:
+        held = perf_counter() - started
+        if running is self.hub or started != self.run[0] or held < 2 * self.period:
             return None
-        return started, perf_counter() - started
+        return started, held
 
     def sample(self, main_frame: Callable[[], Any],
                describe: Callable[[Any], Optional[str]]) -> None:
@@ -125,7 +162,13 @@ class LoopBlocks:
             return
         sampled = self.sampled
         if sampled is not None and sampled.started == started:
-            return  # one sample per hold: a later one may catch its tail (the response sent)
+            # One sample per hold: a later one may catch its tail (the response sent). Timed
+            # by the beat, a later look only checks that the same greenlet still holds it.
+            if self.period and not sampled.mixed:
+                frame = main_frame()
+                if frame is not None and _outermost(frame) is not sampled.outermost:
+                    sampled.mixed = True
+            return
         frame = main_frame()
         if frame is None:
             return
@@ -134,7 +177,8 @@ class LoopBlocks:
         except Exception:
             activity = None
         stack = "".join(traceback.format_stack(frame)).rstrip()
-        self.sampled = Sample(started, held, activity, stack)
+        self.sampled = Sample(started, held, activity, stack,
+                              _outermost(frame) if self.period else None)
 
     # -- the event loop's side
 
@@ -153,7 +197,10 @@ class LoopBlocks:
         self.last_report, self.reported_holds = perf_counter(), self.long_holds
         line = f"Event loop blocked for {held:.3f}s (pid:{os.getpid()}, --loop-block-warn "
         line += f"{self.warn:g})"
-        if sample is not None:
+        if sample is not None and sample.mixed:
+            line += " by several greenlets in turn, the first one "
+            line += sample.activity if sample.activity else "outside any request"
+        elif sample is not None:
             line += f" by {sample.activity}" if sample.activity else " outside any request"
         line += ": every other request of this worker waited"
         if others > 0:
@@ -162,3 +209,10 @@ class LoopBlocks:
             return (f"{line}. No stack: the watchdog thread could not run while it blocked "
                     "(C code holding the GIL?)")
         return f"{line}. Stack {sample.held:.3f}s into the block:\n{sample.stack}"
+
+
+def _outermost(frame: Any) -> Any:
+    """The bottom frame of a stack: the same for as long as its greenlet lives."""
+    while frame.f_back is not None:
+        frame = frame.f_back
+    return frame

@@ -160,7 +160,8 @@ def blocks():
         made[-1].install()
         return made[-1]
     yield make
-    greenlet.settrace(None)
+    for tracer in made:
+        tracer.uninstall()
 
 
 def test_each_greenlet_gets_its_longest_hold(blocks):
@@ -194,11 +195,13 @@ def test_a_long_hold_is_reported_with_the_stack_sampled_while_it_held(blocks):
 
     gevent.spawn(slow_view).join(5)
     sampler.join(5)
+    gevent.sleep(2 * tracer.period)  # timed by the beat: the late beat measures the hold
     report = tracer.report_due()
     assert report.startswith("Event loop blocked for 0.1")
     assert "by GET /slow from 10.0.0.1: every other request of this worker waited" in report
     assert "in slow_view" in report and "spin(0.15)" in report
     gevent.spawn(spin, 0.06).join(5)  # within REPORT_EVERY of the last report: quiet
+    gevent.sleep(2 * tracer.period)
     assert tracer.report_due() is None
     assert tracer.long_holds == 2
 
@@ -206,6 +209,26 @@ def test_a_long_hold_is_reported_with_the_stack_sampled_while_it_held(blocks):
 def test_a_hold_not_sampled_says_so(blocks):
     tracer = blocks(warn=0.03, per_request=False)
     gevent.spawn(spin, 0.05).join(5)
+    gevent.sleep(2 * tracer.period)
     report = tracer.report_due()
     assert report.startswith("Event loop blocked for 0.0")
     assert "No stack: the watchdog thread could not run while it blocked" in report
+
+
+def test_timed_by_the_beat_no_switch_is_traced_and_a_turn_of_several_greenlets_is_told(blocks):
+    tracer = blocks(warn=0.05, per_request=False)
+    assert greenlet.gettrace() is None  # the report alone costs no switch anything
+    main = threading.get_ident()
+    describe = lambda frame: "GET /first from 10.0.0.1"  # noqa: E731
+    looks = [threading.Timer(delay, tracer.sample, (lambda: sys._current_frames()[main],
+                                                    describe)) for delay in (0.035, 0.075)]
+    for look in looks:
+        look.start()
+    # Two greenlets that run in the same turn of the loop, one after the other: no beat between.
+    gevent.joinall([gevent.spawn(spin, 0.05), gevent.spawn(spin, 0.05)], timeout=5)
+    for look in looks:
+        look.join(5)
+    gevent.sleep(2 * tracer.period)
+    report = tracer.report_due()
+    assert report.startswith("Event loop blocked for 0.1")
+    assert "by several greenlets in turn, the first one GET /first from 10.0.0.1" in report
