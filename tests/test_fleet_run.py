@@ -28,6 +28,7 @@ NETNS_REFUSED = netns_refused()
 
 @pytest.mark.skipif(not (os.path.exists(HAPROXY) and os.path.exists(NGINX)),
                     reason="haproxy and nginx are needed (make system-deps installs them)")
+@pytest.mark.timeout(300)  # 40 s alone; beside another heavy file on 2 cores, more than twice
 def test_the_fleet_short_form():
     args = build_parser().parse_args(SHORT)
     started = time.monotonic()
