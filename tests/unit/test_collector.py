@@ -47,7 +47,7 @@ def test_connections_piling_up_are_frozen_without_full_collections(frozen):
     open_ += [connection() for _ in range(margin(collector) + 100)]
     assert collector.step()
     assert collector.per_connection == pytest.approx(OBJECTS, rel=0.1)
-    for _ in range(4):  # a reconnection storm: each time twice as many
+    for _ in range(3):  # a reconnection storm: each time twice as many
         open_ += [connection() for _ in range(len(open_))]
         assert not collector.step()
         assert gc.get_freeze_count() >= frozen_at_start + len(open_) * OBJECTS  # all frozen

@@ -44,6 +44,8 @@ def outcome(reads: Iterable[bytes], limits: Sequence[int] = LIMITS) -> Outcome:
             parser.feed(data)
         while parser.ready:
             requests.append(parser.ready.pop(0))
+        if parser.error is not None:
+            break  # it reads nothing after a fault (a 100 KB method need not go on byte by byte)
     produced = tuple(Req(r.method, r.target, tuple(r.headers), bytes(r.body), r.complete,
                          r.version) for r in requests)
     return produced, (parser.error.status if parser.error is not None else None)

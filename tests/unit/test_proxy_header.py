@@ -97,7 +97,7 @@ BAD = {
 @contextlib.contextmanager
 def sent(data, byte_by_byte=False):
     """The reading end of a socketpair whose other end sends ``data`` from a thread (whole,
-    or one byte each millisecond), then shuts its writing side."""
+    or one byte each 0.2 ms), then shuts its writing side."""
     reader, sender = socket.socketpair()
     reader.settimeout(5)
     sender.settimeout(5)
@@ -107,7 +107,7 @@ def sent(data, byte_by_byte=False):
             if byte_by_byte:
                 for i in range(len(data)):
                     sender.sendall(data[i:i + 1])
-                    time.sleep(0.001)
+                    time.sleep(0.0002)
             else:
                 sender.sendall(data)
             sender.shutdown(socket.SHUT_WR)
