@@ -187,6 +187,9 @@ class LoopBlocks:
         REPORT_EVERY seconds); also forgets the greenlets that have ended."""
         for greenlet in [g for g in self.longest if g.dead]:
             del self.longest[greenlet]
+        sampled = self.sampled
+        if sampled is not None and sampled.started != self.run[0]:
+            self.sampled = None  # a hold over and shorter than warn: its frames go
         last, self.last_long = self.last_long, None
         if last is None:
             return None
@@ -198,7 +201,7 @@ class LoopBlocks:
         line = f"Event loop blocked for {held:.3f}s (pid:{os.getpid()}, --loop-block-warn "
         line += f"{self.warn:g})"
         if sample is not None and sample.mixed:
-            line += " by several greenlets in turn, the first one "
+            line += " by several greenlets in turn, the first seen "
             line += sample.activity if sample.activity else "outside any request"
         elif sample is not None:
             line += f" by {sample.activity}" if sample.activity else " outside any request"
@@ -212,7 +215,8 @@ class LoopBlocks:
 
 
 def _outermost(frame: Any) -> Any:
-    """The bottom frame of a stack: the same for as long as its greenlet lives."""
+    """The bottom frame of a stack: the same for as long as its greenlet lives (kept, not its
+    id(): a greenlet that ends frees it, and the next one may get the same address)."""
     while frame.f_back is not None:
         frame = frame.f_back
     return frame

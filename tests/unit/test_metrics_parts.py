@@ -231,4 +231,4 @@ def test_timed_by_the_beat_no_switch_is_traced_and_a_turn_of_several_greenlets_i
     gevent.sleep(2 * tracer.period)
     report = tracer.report_due()
     assert report.startswith("Event loop blocked for 0.1")
-    assert "by several greenlets in turn, the first one GET /first from 10.0.0.1" in report
+    assert "by several greenlets in turn, the first seen GET /first from 10.0.0.1" in report
