@@ -178,9 +178,10 @@ def _service() -> Service:
     return _SERVICE
 
 
-def serve(data: bytes) -> bytes:
-    """Send ``data`` on a new connection, then end the sending side; what the server sent
-    back, to its close (within LIMIT_SECONDS)."""
+def serve(*reads: bytes) -> bytes:
+    """Send ``reads`` on a new connection, one after the other (each given time to be read by
+    itself), then end the sending side; what the server sent back, to its close (within
+    LIMIT_SECONDS)."""
     service = _service()
     server, client = gsocket.socketpair()
     task = gevent.spawn(service.serve, server, "", _LISTENER)
@@ -188,7 +189,7 @@ def serve(data: bytes) -> bytes:
     try:
         with gevent.Timeout(LIMIT_SECONDS, AssertionError("the connection did not end within "
                                                           f"{LIMIT_SECONDS} s")):
-            writer = gevent.spawn(_send_all, client, data)
+            writer = gevent.spawn(_send_all, client, reads)
             while True:
                 chunk = client.recv(65536)
                 if not chunk:
@@ -203,9 +204,12 @@ def serve(data: bytes) -> bytes:
     return b"".join(received)
 
 
-def _send_all(sock: Any, data: bytes) -> None:
+def _send_all(sock: Any, reads: Sequence[bytes]) -> None:
     try:
-        sock.sendall(data)
+        for number, data in enumerate(reads):
+            if number:
+                gevent.sleep(0.001)
+            sock.sendall(data)
         sock.shutdown(gsocket.SHUT_WR)
     except OSError:  # the server closed first (after an error)
         pass

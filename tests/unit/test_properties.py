@@ -5,8 +5,6 @@ order of the header fields gives the same environ."""
 import re
 import socket
 
-import gevent
-from gevent import socket as gsocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,30 +91,7 @@ _DATE = re.compile(rb"Date: [^\r]*\r\n")
 def serve_in_pieces(reads) -> bytes:
     """The responses to ``reads``, sent one after the other on one connection (each given
     time to be read by itself), up to the server's close; without their Date fields."""
-    service = target._service()
-    server, client = gsocket.socketpair()
-    task = gevent.spawn(service.serve, server, "", target._LISTENER)
-    received = []
-
-    def send() -> None:
-        for read in reads:
-            client.sendall(read)
-            gevent.sleep(0.001)
-        client.shutdown(socket.SHUT_WR)
-
-    try:
-        with gevent.Timeout(10):
-            writer = gevent.spawn(send)
-            while True:
-                data = client.recv(65536)
-                if not data:
-                    break
-                received.append(data)
-            writer.join()
-            task.join()
-    finally:
-        client.close()
-    return _DATE.sub(b"", b"".join(received))
+    return _DATE.sub(b"", target.serve(*reads))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
