@@ -202,8 +202,9 @@ class Metrics(NoMetrics):
         yield histogram("geventserve_request_duration_seconds", "Time from a request's first "
                         "byte to the end of its response.", layout.BUCKETS, durations,
                         sums[layout.DURATION_SUM])
-        yield histogram("geventserve_event_loop_blocked_seconds", "Per request (gevent "
-                        "workers): the longest time it held the event loop without yielding.",
+        yield histogram("geventserve_event_loop_blocked_seconds", "gevent workers: each turn "
+                        "of the event loop of 1 ms or more (from a poll for I/O to the next), "
+                        "the time every other connection of the worker waited.",
                         layout.BUCKETS, holds, sums[layout.BLOCKED_SUM])
         gauge = lambda at: gauges[at - layout.COUNTERS_END]  # noqa: E731
         yield Family("geventserve_requests_in_flight", "gauge", "Requests being served (as "

@@ -20,13 +20,14 @@ Access = Callable[..., None]  # (environ, status, sent, duration, headers): the 
 def observer(block: Optional[layout.WorkerBlock], take_held: Optional[Callable[[], float]],
              access: Optional[Access], log_wants_held: bool) -> Optional[Access]:
     """What the WSGI layer calls once per answered request: ``access`` (the access log, or
-    None) as it is, unless metrics are on (``block``) or the access log shows the event-loop
-    hold (``log_wants_held``, with ``take_held`` from the gevent worker's tracer)."""
+    None), given each request's event-loop hold when the log shows it (``log_wants_held``, with
+    ``take_held`` from the gevent worker's tracer), behind the metrics' count when they are on
+    (``block``)."""
+    if take_held is not None and access is not None and log_wants_held:
+        access = _hold_for_log(take_held, access)
     if block is None:
-        if take_held is None or access is None or not log_wants_held:
-            return access
-        return _hold_for_log(take_held, access)
-    return _recorder(block, take_held, access)
+        return access
+    return _recorder(block, access)
 
 
 def _hold_for_log(take_held: Callable[[], float], access: Access) -> Access:
@@ -37,16 +38,14 @@ def _hold_for_log(take_held: Callable[[], float], access: Access) -> Access:
     return log
 
 
-def _recorder(block: layout.WorkerBlock, take_held: Optional[Callable[[], float]],
-              access: Optional[Access]) -> Access:
-    """Two counters per request (see layout) and the two sums; the bucket search is skipped
-    for what takes less than the first bound, as most holds and many requests do."""
+def _recorder(block: layout.WorkerBlock, access: Optional[Access]) -> Access:
+    """Two counters per request (see layout) and the sum of durations; the bucket search is
+    skipped for what takes less than the first bound, as many requests do."""
     ints, doubles, codes_seen = block.ints, block.doubles, block.codes_seen
     rows = {method: i * layout.CODES for i, method in enumerate(layout.METHODS)}
     other = len(layout.METHODS) * layout.CODES
     codes: Dict[Optional[str], int] = {}
-    bounds, first = layout.BUCKETS, layout.BUCKETS[0]
-    times, width, not_measured = layout.TIMES, layout.TIME_ROW, layout.NOT_MEASURED
+    bounds, first, times = layout.BUCKETS, layout.BUCKETS[0], layout.TIMES
 
     def code_of(status: Optional[str]) -> int:
         code = int(status[:3]) if status and status[:3].isdigit() else 0
@@ -62,26 +61,24 @@ def _recorder(block: layout.WorkerBlock, take_held: Optional[Callable[[], float]
         if code is None:
             code = code_of(status)
         ints[rows.get(environ.get("REQUEST_METHOD"), other) + code] += 1
-        row = times if duration <= first else times + bisect_left(bounds, duration) * width
-        held = environ[LOOP_BLOCKED] = take_held()  # type: ignore[misc]
-        ints[row if held <= first else row + bisect_left(bounds, held)] += 1
+        ints[times if duration <= first else times + bisect_left(bounds, duration)] += 1
         doubles[0] += duration
-        doubles[1] += held
         if access is not None:
             access(environ, status, sent, duration, headers)
+    return record
 
-    def record_unmeasured(environ: Dict[str, Any], status: Optional[str], sent: int,
-                          duration: float, headers: Any = ()) -> None:
-        code = codes.get(status)
-        if code is None:
-            code = code_of(status)
-        ints[rows.get(environ.get("REQUEST_METHOD"), other) + code] += 1
-        row = times if duration <= first else times + bisect_left(bounds, duration) * width
-        ints[row + not_measured] += 1
-        doubles[0] += duration
-        if access is not None:
-            access(environ, status, sent, duration, headers)
-    return record if take_held is not None else record_unmeasured
+
+def turn_observer(block: Optional[layout.WorkerBlock]) -> Optional[Callable[[float], None]]:
+    """Called with the length of each long turn of a gevent worker's event loop (see
+    workers/loopturns.py), with metrics on."""
+    if block is None:
+        return None
+    ints, doubles, bounds, at = block.ints, block.doubles, layout.BUCKETS, layout.TURNS
+
+    def observe(seconds: float) -> None:
+        ints[at + bisect_left(bounds, seconds)] += 1
+        doubles[layout.BLOCKED_SUM] += seconds
+    return observe
 
 
 def connection_counter(block: Optional[layout.WorkerBlock]) -> Optional[Callable[[], None]]:

@@ -9,6 +9,7 @@ import signal
 from typing import Any, Callable, List, Optional
 
 from .. import audit, logs
+from ..metrics import recorder
 from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, Worker
 from .collector import Collector
 
@@ -128,7 +129,7 @@ class GeventWorker(Worker):
         from ..http.websocket import WebSocketOffer
 
         config = self.config
-        per_request = config.metrics_bind is not None or logs.access_shows_loop_block()
+        per_request = logs.access_shows_loop_block()  # %(K)s: switches are timed
         if config.loop_block_warn or per_request:
             import gevent
             from greenlet import getcurrent
@@ -138,6 +139,13 @@ class GeventWorker(Worker):
             self.loop_blocks = LoopBlocks(gevent.get_hub(), getcurrent, config.loop_block_warn,
                                           per_request)
             self.loop_blocks.install()
+        observe_turn = recorder.turn_observer(self.slot.metrics)
+        if observe_turn is not None:
+            import gevent
+
+            from .loopturns import LoopTurns
+
+            LoopTurns(gevent.get_hub().loop, observe_turn).install()
         # Whenever gevent-websocket is importable (python-engineio then reads nothing else).
         return super().make_service(readiness=ReadinessOrder(),
                                     websockets=WebSocketOffer.load(self.app), **parts)

@@ -1,14 +1,14 @@
 """How long the gevent event loop is held without yielding, and the report of a hold that lasted
 too long (--loop-block-warn).
 
-Two ways to time it. When each request's figure is wanted (the access-log atom, the metrics'
-histogram), at greenlet switches (greenlet.settrace): a clock read, a subtraction, two stores
-per switch, and only a hold of FLOOR seconds or more goes further; a request's figure is the
+Two ways to time it. When each request's figure is wanted (the access-log atom %(K)s), at
+greenlet switches (greenlet.settrace): a clock read, a subtraction, two stores per switch, and
+only a hold of FLOOR seconds or more goes further; a request's figure is the
 longest hold of its greenlet since the request before it on the connection, the hold under way
 included (``take``). Otherwise, for the report alone, a timer of the event loop beats every
 ``warn / 10`` seconds: a beat that comes late by a hold measures it, and no switch pays
 anything (with WebSockets, which switch a dozen times per message, the tracer cost a tenth of
-the worker's CPU).
+the worker's CPU). The metrics time the loop's turns instead (loopturns.py).
 
 A hold of --loop-block-warn seconds or more is reported with the Python stack where it was
 blocking: the worker's watchdog thread samples the main thread's frame while the hold is under
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-FLOOR = 0.001  # seconds: shorter holds are not remembered (the histogram starts at 1 ms)
+FLOOR = 0.001  # seconds: shorter holds are not remembered
 REPORT_EVERY = 5.0  # seconds between two reports of a worker
 
 

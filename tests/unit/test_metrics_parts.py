@@ -1,6 +1,6 @@
 """The metrics' parts in-process: rendering (read back with prometheus_client's parsers), the
-shared-memory block, the per-request recorder, and the greenlet-switch timing of event-loop
-holds with its report."""
+shared-memory block, the per-request recorder, the timing of the event loop's turns, and the
+timing of event-loop holds with its report."""
 
 import re
 import sys
@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from geventserve.metrics import layout, recorder
 from geventserve.metrics.exposition import Family, histogram, render, wants_openmetrics
 from geventserve.workers.loopblock import LoopBlocks
+from geventserve.workers.loopturns import LoopTurns
 
 
 def families():
@@ -91,7 +92,7 @@ def test_recorder_counts_by_method_code_and_bucket():
     logged, held = [], iter([0.0005, 0.2, 3.0])
     try:
         record = recorder.observer(block, lambda: next(held),
-                                   lambda *args: logged.append(args), log_wants_held=False)
+                                   lambda *args: logged.append(args), log_wants_held=True)
         environs = [{"REQUEST_METHOD": "GET"}, {"REQUEST_METHOD": "BREW"},
                     {"REQUEST_METHOD": "-"}]
         record(environs[0], "200 OK", 5, 0.002)
@@ -106,28 +107,45 @@ def test_recorder_counts_by_method_code_and_bucket():
         assert counts[other * row + 0] == 1
         assert sum(counts.values()) == 3
         assert sum(block.ints[:layout.TIMES]) == 3  # the columns not read are all zeros
-        durations, holds = layout.histograms(rest)
+        durations, turns = layout.histograms(rest)
         assert durations[layout.BUCKETS.index(0.0025)] == 1  # 2 ms: the 2.5 ms bucket
         assert durations[layout.BUCKETS.index(0.5)] == 1  # a bound is in its own bucket
         assert durations[-1] == 1  # past 30 s: +Inf
-        assert holds[0] == 1 and holds[layout.BUCKETS.index(0.25)] == 1
-        assert holds[layout.BUCKETS.index(5.0)] == 1
-        assert sum(durations) == sum(holds) == 3
-        assert block.counter_sums() == pytest.approx([40.502, 3.2005])
+        assert sum(durations) == 3 and sum(turns) == 0  # the loop's turns are counted apart
+        assert block.counter_sums() == pytest.approx([40.502, 0.0])
+        # the access log shows each request's hold, the metrics count it no more
         assert [e[recorder.LOOP_BLOCKED] for e in environs] == [0.0005, 0.2, 3.0]
         assert len(logged) == 3 and logged[1][1] == "418 I'm a teapot"
     finally:
         block.close()
 
 
-def test_a_sync_worker_s_requests_are_not_in_the_hold_histogram():
+def test_the_loop_s_long_turns_have_a_histogram_of_their_own():
+    block = layout.WorkerBlock()
+    try:
+        observe = recorder.turn_observer(block)
+        for seconds in (0.0012, 0.2, 0.25, 45.0):
+            observe(seconds)
+        durations, turns = layout.histograms(block.counters(block.used_codes())[1])
+        assert sum(durations) == 0
+        assert turns[layout.BUCKETS.index(0.0025)] == 1
+        assert turns[layout.BUCKETS.index(0.25)] == 2  # a bound is in its own bucket
+        assert turns[-1] == 1 and sum(turns) == 4
+        assert block.counter_sums() == pytest.approx([0.0, 45.4512])
+        assert block.ints[layout.ACCEPTED] == 0  # the buckets end before the next counter
+        assert recorder.turn_observer(None) is None
+    finally:
+        block.close()
+
+
+def test_a_sync_worker_s_requests_are_counted_without_a_hold():
     block = layout.WorkerBlock()
     try:
         record = recorder.observer(block, None, None, log_wants_held=False)
         environ = {"REQUEST_METHOD": "POST"}
         record(environ, "201 Created", 0, 0.3)
-        durations, holds = layout.histograms(block.counters(block.used_codes())[1])
-        assert durations[layout.BUCKETS.index(0.5)] == 1 and sum(holds) == 0
+        durations, turns = layout.histograms(block.counters(block.used_codes())[1])
+        assert durations[layout.BUCKETS.index(0.5)] == 1 and sum(turns) == 0
         assert recorder.LOOP_BLOCKED not in environ
         assert block.counter_sums() == [0.3, 0.0]
     finally:
@@ -144,6 +162,27 @@ def test_without_metrics_the_access_log_is_left_as_it_is():
     environ = {}
     recorder.observer(None, lambda: 0.125, access, log_wants_held=True)(environ, "200 OK", 0, 0)
     assert environ[recorder.LOOP_BLOCKED] == 0.125
+
+
+def test_a_turn_of_the_loop_is_timed_from_its_poll_to_the_next():
+    """One greenlet that spins, two that spin one after the other in the same turn, and an
+    idle loop: two long turns, of their lengths (shorter ones only if the machine paused the
+    process); nothing once uninstalled."""
+    turns = []
+    timer = LoopTurns(gevent.get_hub().loop, turns.append)
+    timer.install()
+    try:
+        gevent.sleep(0.01)
+        gevent.spawn(spin, 0.03).join(5)
+        gevent.sleep(0.01)
+        gevent.joinall([gevent.spawn(spin, 0.02), gevent.spawn(spin, 0.02)], timeout=5)
+        gevent.sleep(0.05)  # waiting: no turn of 1 ms
+    finally:
+        timer.uninstall()
+    gevent.spawn(spin, 0.01).join(5)
+    long_turns = [seconds for seconds in turns if seconds >= 0.025]
+    assert len(long_turns) == 2, turns
+    assert 0.03 <= long_turns[0] < 0.5 and 0.04 <= long_turns[1] < 0.5, turns
 
 
 def spin(seconds):
