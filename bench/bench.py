@@ -439,7 +439,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"{idle[server]['rss']:.0f} MiB", file=sys.stderr)
     # The rounds' table is saved at once: what follows may take minutes (or fail).
     note = (f"{started:%Y-%m-%d}, one worker pinned to a CPU, wrk on another; medians of "
-            f"{args.rounds} interleaved rounds of {duration:g} s (make bench)")
+            f"{args.rounds} interleaved round{'s' * (args.rounds != 1)} of {duration:g} s "
+            "(make bench)")
     save(render(results, idle, args, started, duration), {"results": results, "idle": idle}, note)
     hostile_rows: List[Dict[str, object]] = []
     if "hostile" in wanted:
