@@ -25,6 +25,10 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,examples,fuzz]'
 	touch $@
 
+$(VENV)/.installed-bench: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
 run: $(VENV)/.installed-run
 	$(BIN)/geventserve -k gevent -w $(WORKERS) -b $(HOST):$(PORT) --chdir examples hello:app
 
@@ -33,9 +37,10 @@ $(VENV)/.installed-load: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 # Programs the tests (and the benchmark) start for real, from Debian's packages when missing.
+# (wrk for the benchmark's short form, tests/test_bench.py)
 TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl haproxy:haproxy \
-	prometheus:prometheus
-BENCH_PROGRAMS := $(TEST_PROGRAMS) wrk:wrk
+	prometheus:prometheus wrk:wrk
+BENCH_PROGRAMS := $(TEST_PROGRAMS)
 define install_programs
 	@missing=""; for item in $(1); do \
 	  command -v $${item%%:*} >/dev/null 2>&1 || missing="$$missing $${item#*:}"; done; \
@@ -69,10 +74,11 @@ FUZZ_SECONDS ?= 300
 fuzz: $(VENV)/.installed-test
 	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS)
 
-# -- benchmark: geventserve beside gunicorn -k gevent, one worker each (bench/bench.py).
+# -- benchmark: geventserve beside gunicorn -k gevent and granian, one worker each
+# (bench/bench.py); the table, the JSON and a chart per workload go to bench/results/.
 # BENCH_QUICK=1 for short runs; BENCH_ARGS="--workloads plain,flask" for a part.
 BENCH_ARGS ?=
-bench: $(VENV)/.installed-test bench-deps
+bench: $(VENV)/.installed-bench bench-deps
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 # -- load tests with locust (loadtests/README.md)

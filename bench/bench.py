@@ -1,15 +1,33 @@
-"""Benchmark: geventserve beside gunicorn's gevent worker, same apps, same run (``make bench``).
+"""Benchmark: geventserve beside gunicorn's gevent worker and granian, same apps, same run
+(``make bench``).
 
 Each server runs one worker pinned to CPU 0 (taskset); the load generator (wrk) is pinned to
-CPU 1. Servers are interleaved within each round, over several rounds, and the table reports
-medians: requests/s, p50 and p99 latency, errors, the worker's RSS, the server's CPU time per
-request (its processes together: steadier than requests/s on a shared machine), and the ratio
-geventserve / gunicorn. Variants of a workload (geventserve with --metrics-bind, scraped 100
-times a second, without the event-loop timing, with gevent's own monitor thread instead) run
-right after it in each round; their ratios are the medians of the rounds' ratios to it. The
-``websockets`` workload is bench/websockets.py (one round, its own client on CPU 1): memory per
-open WebSocket and echo round trips. BENCH_QUICK=1 makes every run short. Not a test: nothing
-here asserts.
+CPU 1. Servers are interleaved within each round (their order rotates from round to round),
+over several rounds, and the table reports medians: requests/s, p50 and p99 latency, errors,
+the worker's RSS, the server's CPU time per request (its processes together: steadier than
+requests/s on a shared machine), and geventserve's ratio to gunicorn and to granian. Each
+workload of several servers also gets a chart beside the results (bench/charts.py).
+
+granian (``make bench`` installs it, the ``bench`` extra; without it the bench says so and runs
+the others) serves the same WSGI apps with its WSGI interface, one worker, one runtime thread,
+--backlog 2048 (geventserve's and gunicorn's) and --backpressure set to the workload's
+--worker-connections. It cannot run greenlets: the app runs in its blocking threads, one at a
+time under the GIL, so their number is the one choice to make (Workload.threads). For the
+workloads that never wait (hello, 1 MiB response, POST echo): 8 threads; on Flask hello 8 gave
+8.8 k req/s, 1 thread 8.3 k (noise) and 100 threads (one per connection) 4.4 k. For the I/O
+waits: one thread per connection, which is what their concurrency needs (1000 for the 100 ms
+wait), but at most 1000: for 5000 connections of 1 s waits, 5000 threads measured about 560
+req/s with 500 MiB of RSS (and once none at all in 6 s while it spawned them), 1000 threads
+about 500 req/s; the cap costs granian nothing measurable and keeps the run steady. Granian has
+no keep-alive timeout to set (it keeps connections open). The idle, hostile and websockets
+parts stay geventserve and gunicorn only (granian's WSGI has no WebSockets, and its idle and
+hostile behaviour is another comparison).
+
+Variants of a workload (geventserve with --metrics-bind, scraped 100 times a second, without the
+event-loop timing, with gevent's own monitor thread instead) run right after it in each round;
+their ratios are the medians of the rounds' ratios to it. The ``websockets`` workload is
+bench/websockets.py (one round, its own client on CPU 1): memory per open WebSocket and echo
+round trips. BENCH_QUICK=1 makes every run short. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -18,6 +36,7 @@ import argparse
 import contextlib
 import datetime
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -34,17 +53,20 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the harness
 
-import hostile  # bench/hostile.py, beside this script
+import charts  # bench/charts.py and bench/hostile.py, beside this script
+import hostile
 
 from harness import EXAMPLES, ROOT
 from harness.machine import machine_line, versions
 from harness.ports import free_ports
 from harness.process import Process, server_env
 from harness.procfs import group_cpu_seconds, rss_mib
-from harness.servers import geventserve_command, gunicorn_command
+from harness.servers import geventserve_command, granian_command, gunicorn_command
 
 BENCH = os.path.join(ROOT, "bench")
-RESULTS = os.path.join(BENCH, "results")
+RESULTS = os.path.join(BENCH, "results")  # --results changes it
+SERVERS = ("geventserve", "gunicorn", "granian")
+PEERS = SERVERS[1:]  # geventserve's rows have a ratio to each
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
 
@@ -60,7 +82,8 @@ class Workload:
     script: Optional[str] = None  # a wrk lua script (for the POST)
     worker_connections: int = 1000
     extra_args: List[str] = field(default_factory=list)
-    servers: Tuple[str, ...] = ("geventserve", "gunicorn")
+    servers: Tuple[str, ...] = SERVERS
+    threads: int = 8  # granian's --blocking-threads (see the docstring)
     base: str = ""  # a variant (geventserve only) of the workload of this name
     metrics: bool = False  # with --metrics-bind
     scrapes: int = 0  # GET /metrics a second during the measured run
@@ -79,10 +102,10 @@ WORKLOADS = [
     Workload("plain", "plain WSGI hello, 100 connections", "plain_wsgi:app", EXAMPLES, "/", 100),
     Workload("flask", "Flask hello, 100 connections", "hello:app", EXAMPLES, "/", 100),
     Workload("io", "Flask, 100 ms I/O wait, 1000 connections", "apps:flask_io", BENCH,
-             "/sleep/100ms", 1000, wrk_timeout="10s"),
+             "/sleep/100ms", 1000, wrk_timeout="10s", threads=1000),
     Workload("io5000", "Flask, 1 s I/O wait, 5000 connections (ideal 5000 req/s)",
              "apps:flask_io", BENCH, "/sleep/1s", 5000, wrk_timeout="20s",
-             worker_connections=6000),
+             worker_connections=6000, threads=1000),
     Workload("big", "1 MiB response, 50 connections", "apps:big", BENCH, "/", 50),
     Workload("upload", "64 KiB POST echoed, 50 connections", "apps:echo", BENCH, "/", 50,
              script=os.path.join(BENCH, "post64k.lua")),
@@ -103,6 +126,12 @@ WORKLOADS[4:4] = [
 
 def server_command(server: str, workload: Workload, port: int, keepalive: float,
                    metrics_port: int = 0) -> List[str]:
+    if server == "granian":
+        return granian_command(
+            ["--workers", "1", "--runtime-threads", "1", "--blocking-threads",
+             str(workload.threads), "--host", "127.0.0.1", "--port", str(port), "--backlog",
+             "2048", "--backpressure", str(workload.worker_connections), "--log-level",
+             "warning", "--working-dir", workload.chdir], workload.app)
     options = ["-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}", "--worker-connections",
                str(workload.worker_connections), "--log-level", "warning",
                "--keep-alive", f"{keepalive:g}", "--chdir", workload.chdir]
@@ -335,7 +364,15 @@ def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds == seconds else "-"
 
 
+def rotated(servers: List[str], round_number: int) -> List[str]:
+    """``servers`` in round ``round_number``'s order: each round starts one further along, so
+    each server runs first (and after each other) as often as the others."""
+    shift = (round_number - 1) % len(servers) if servers else 0
+    return servers[shift:] + servers[:shift]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    global RESULTS  # the servers' logs and working directory go there too
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=None,
@@ -344,7 +381,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         default=",".join(w.name for w in WORKLOADS) + ",idle,hostile,websockets",
                         help="comma-separated subset of: "
                              + ", ".join(w.name for w in WORKLOADS) + ", idle, hostile, websockets")
-    parser.add_argument("--servers", default="geventserve,gunicorn")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--results", default=RESULTS,
+                        help="directory of latest.md, latest.json, the charts and the servers' "
+                             "logs (default bench/results)")
     parser.add_argument("--idle-connections", type=int, default=10000)
     parser.add_argument("--hostile-clients", type=int, default=1000,
                         help="clients of each hostile kind (default 1000)")
@@ -361,6 +401,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     warmup = 1.0 if quick else 2.0
     wanted = args.workloads.split(",")
     servers = args.servers.split(",")
+    RESULTS = os.path.abspath(args.results)
+    if "granian" in servers and importlib.util.find_spec("granian") is None:
+        print("bench: granian is not installed (pip install -e '.[bench]'): running without it",
+              file=sys.stderr)
+        servers.remove("granian")
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed (make bench installs it from Debian's packages)",
               file=sys.stderr)
@@ -377,26 +422,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         for workload in WORKLOADS:
             if workload.name not in wanted:
                 continue
-            ordered = servers if round_number % 2 else servers[::-1]
-            for server in [s for s in ordered if s in workload.servers]:
+            for server in rotated([s for s in servers if s in workload.servers],
+                                  round_number):
                 print(f"round {round_number}: {workload.name} on {server} ...", end=" ",
                       flush=True, file=sys.stderr)
                 result = measure(server, workload, duration, warmup)
                 print(f"{result['rps']:.0f} req/s", file=sys.stderr)
                 results.setdefault(workload.name, {}).setdefault(server, []).append(result)
     idle: Dict[str, Dict[str, float]] = {}
+    others = [s for s in servers if s != "granian"]  # idle, hostile, websockets: not granian
     if "idle" in wanted:
-        for server in servers:
+        for server in others:
             print(f"idle: {args.idle_connections} connections on {server} ...", end=" ",
                   flush=True, file=sys.stderr)
             idle[server] = idle_connections(server, args.idle_connections)
             print(f"{idle[server]['rss']:.0f} MiB", file=sys.stderr)
     # The rounds' table is saved at once: what follows may take minutes (or fail).
-    save(render(results, idle, args, started, duration), {"results": results, "idle": idle})
+    note = (f"{started:%Y-%m-%d}, one worker pinned to a CPU, wrk on another; medians of "
+            f"{args.rounds} interleaved round{'s' * (args.rounds != 1)} of {duration:g} s "
+            "(make bench)")
+    save(render(results, idle, args, started, duration), {"results": results, "idle": idle}, note)
     hostile_rows: List[Dict[str, object]] = []
     if "hostile" in wanted:
         hostile_duration = args.hostile_duration or (20.0 if quick else 45.0)
-        for server in servers:
+        for server in others:
             limits = ([int(n) for n in args.hostile_worker_connections.split(",")]
                       if server == "geventserve" else [4000])
             for limit in limits:
@@ -411,18 +460,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     report = render(results, idle, args, started, duration) + render_hostile(hostile_rows, args)
     if "websockets" in wanted:
         count = args.websockets or (2000 if quick else 10_000)
-        report += "\n" + open_websockets(args.servers, count, quick)
+        report += "\n" + open_websockets(",".join(others), count, quick)
     print(report)
-    save(report, {"results": results, "idle": idle, "hostile": hostile_rows})
+    save(report, {"results": results, "idle": idle, "hostile": hostile_rows}, note)
     return 0
 
 
-def save(report: str, figures: Dict[str, object]) -> None:
-    """bench/results/latest.md and latest.json."""
+def save(report: str, figures: Dict[str, object], note: str = "") -> None:
+    """latest.md and latest.json in RESULTS, and a chart of each workload of several servers
+    (WORKLOAD.svg) beside them, ``note`` at its foot."""
     with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
         fh.write(report)
     with open(os.path.join(RESULTS, "latest.json"), "w") as fh:
         json.dump(figures, fh, indent=1)
+    results: Dict[str, Dict[str, List[Dict[str, float]]]] = figures["results"]  # type: ignore
+    for workload in WORKLOADS:
+        by_server = results.get(workload.name, {})
+        if len(by_server) < 2:
+            continue
+        bars = [charts.Bar(server, *(statistics.median([r[key] for r in runs])
+                                     for key in ("rps", "p50", "p99")))
+                for server, runs in by_server.items()]
+        with open(os.path.join(RESULTS, f"{workload.name}.svg"), "w") as fh:
+            fh.write(charts.workload_chart(workload.title, bars, note=note))
 
 
 def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
@@ -430,12 +490,13 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
            started: datetime.datetime, duration: float) -> str:
     median: Callable[[List[float]], float] = statistics.median
     lines = [f"Benchmark of {started:%Y-%m-%d %H:%M}, {machine_line()}; "
-             f"{versions('geventserve', 'gunicorn', 'gevent', 'Flask')}.",
+             f"{versions('geventserve', 'gunicorn', 'granian', 'gevent', 'Flask')}.",
              f"One worker pinned to CPU {SERVER_CPU}, wrk pinned to CPU {CLIENT_CPU}; "
              f"{args.rounds} interleaved rounds of {duration:g} s; medians.", "",
              "| workload | server | req/s | p50 | p99 | errors | worker RSS | CPU/request | "
-             "ratio (to gunicorn; or to the workload named: req/s, CPU/request) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "to gunicorn (a variant: to the workload named, req/s and CPU/request) | "
+             "to granian |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for workload in WORKLOADS:
         by_server = results.get(workload.name)
         if not by_server:
@@ -443,20 +504,22 @@ def render(results: Dict[str, Dict[str, List[Dict[str, float]]]],
         rps = {server: median([r["rps"] for r in runs]) for server, runs in by_server.items()}
         base = results.get(workload.base, {}).get("geventserve")
         for server, runs in by_server.items():
-            ratio = ""
+            ratios = dict.fromkeys(PEERS, "")
             if base:  # run right after its base in each round: the median of those ratios
                 rps_ratio = median([r["rps"] / b["rps"] for r, b in zip(runs, base)])
                 cpu_ratio = median([r["cpu_us"] / b["cpu_us"] for r, b in zip(runs, base)])
-                ratio = f"{workload.base}: {rps_ratio:.3f}x, {cpu_ratio:.3f}x"
-            elif server == "geventserve" and rps.get("gunicorn"):
-                ratio = f"{rps[server] / rps['gunicorn']:.2f}x"
+                ratios["gunicorn"] = f"{workload.base}: {rps_ratio:.3f}x, {cpu_ratio:.3f}x"
+            elif server == "geventserve":
+                ratios.update({peer: f"{rps[server] / rps[peer]:.2f}x" for peer in PEERS
+                               if rps.get(peer)})
             lines.append(
                 f"| {workload.title} | {server} | {rps[server]:.0f} | "
                 f"{fmt_ms(median([r['p50'] for r in runs]))} | "
                 f"{fmt_ms(median([r['p99'] for r in runs]))} | "
                 f"{int(median([r['errors'] for r in runs]))} | "
                 f"{median([r['rss'] for r in runs]):.0f} MiB | "
-                f"{median([r['cpu_us'] for r in runs]):.1f} us | {ratio} |")
+                f"{median([r['cpu_us'] for r in runs]):.1f} us | "
+                f"{' | '.join(ratios[peer] for peer in PEERS)} |")
     if idle:
         lines += ["", f"| {args.idle_connections} idle keep-alive connections | worker RSS | "
                       "RSS before | request on top, p50 | max | still open |",

@@ -1,4 +1,5 @@
-"""The command lines of the servers under test, and the log lines that say they are ready."""
+"""The command lines of the servers under test (geventserve, gunicorn, granian), and the log
+lines that say they are ready."""
 
 from __future__ import annotations
 
@@ -29,3 +30,9 @@ def gunicorn_command(options: Sequence[str], app: str) -> List[str]:
     --no-control-socket (its control socket has a fixed path in $HOME: two servers clash)."""
     extra = ["--no-control-socket"] if "--no-control-socket" in _gunicorn_help() else []
     return [sys.executable, "-m", "gunicorn", *options, *extra, app]
+
+
+def granian_command(options: Sequence[str], app: str) -> List[str]:
+    """``python -m granian --interface wsgi OPTIONS APP`` with this interpreter (granian runs
+    the WSGI app in its own blocking threads, not in greenlets)."""
+    return [sys.executable, "-m", "granian", "--interface", "wsgi", *options, app]
