@@ -34,7 +34,7 @@ $(VENV)/.installed-load: setup.cfg pyproject.toml | $(BIN)/python
 
 # Programs the tests (and the benchmark) start for real, from Debian's packages when missing.
 TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl haproxy:haproxy \
-	prometheus:prometheus
+	prometheus:prometheus pg_ctlcluster:postgresql redis-server:redis-server
 BENCH_PROGRAMS := $(TEST_PROGRAMS) wrk:wrk
 define install_programs
 	@missing=""; for item in $(1); do \
