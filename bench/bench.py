@@ -34,6 +34,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the harness
 
+import dbbench  # bench/dbbench.py: the db workload's databases (and granian's command)
 import hostile  # bench/hostile.py, beside this script
 
 from harness import EXAMPLES, ROOT
@@ -99,6 +100,13 @@ WORKLOADS[4:4] = [
             extra_args=["--loop-block-warn", "0"],
             env={"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.5"}),
 ]
+# examples/db_app.py on PostgreSQL and Redis (started by dbbench.start_databases), the same pool
+# size in each server (granian: as many blocking threads).
+WORKLOADS.append(Workload(
+    "db", f"Flask on PostgreSQL + Redis (/mixed: a read, a write, an INCR), pool "
+    f"{dbbench.POOL_SIZE}, 500 connections", dbbench.APP, EXAMPLES, "/mixed", 500,
+    wrk_timeout="10s", servers=("geventserve", "gunicorn", "granian"),
+    env=dict(dbbench.SERVER_ENV)))
 
 
 def server_command(server: str, workload: Workload, port: int, keepalive: float,
@@ -106,6 +114,8 @@ def server_command(server: str, workload: Workload, port: int, keepalive: float,
     options = ["-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}", "--worker-connections",
                str(workload.worker_connections), "--log-level", "warning",
                "--keep-alive", f"{keepalive:g}", "--chdir", workload.chdir]
+    if server == "granian":  # the db workload's third server (bench/dbbench.py)
+        return dbbench.granian_command(dbbench.granian_options(port, workload.chdir), workload.app)
     if server == "geventserve":
         if metrics_port:
             options += ["--metrics-bind", f"127.0.0.1:{metrics_port}"]
@@ -372,6 +382,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results: Dict[str, Dict[str, List[Dict[str, float]]]] = {}
+    databases = dbbench.start_databases(WORKLOADS, wanted, CLIENT_CPU, RESULTS)
     started = datetime.datetime.now()
     for round_number in range(1, args.rounds + 1):
         for workload in WORKLOADS:
@@ -384,6 +395,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 result = measure(server, workload, duration, warmup)
                 print(f"{result['rps']:.0f} req/s", file=sys.stderr)
                 results.setdefault(workload.name, {}).setdefault(server, []).append(result)
+    databases.close()
     idle: Dict[str, Dict[str, float]] = {}
     if "idle" in wanted:
         for server in servers:
