@@ -39,7 +39,7 @@ $(VENV)/.installed-load: setup.cfg pyproject.toml | $(BIN)/python
 # Programs the tests (and the benchmark) start for real, from Debian's packages when missing.
 # (wrk for the benchmark's short form, tests/test_bench.py)
 TEST_PROGRAMS := nginx:nginx-light strace:strace openssl:openssl haproxy:haproxy \
-	prometheus:prometheus wrk:wrk
+	prometheus:prometheus wrk:wrk pg_ctlcluster:postgresql redis-server:redis-server
 BENCH_PROGRAMS := $(TEST_PROGRAMS)
 define install_programs
 	@missing=""; for item in $(1); do \

@@ -53,7 +53,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the harness
 
-import charts  # bench/charts.py and bench/hostile.py, beside this script
+import charts  # bench/charts.py, dbbench.py and hostile.py, beside this script
+import dbbench
 import hostile
 
 from harness import EXAMPLES, ROOT
@@ -122,6 +123,12 @@ WORKLOADS[4:4] = [
             extra_args=["--loop-block-warn", "0"],
             env={"GEVENT_MONITOR_THREAD_ENABLE": "true", "GEVENT_MAX_BLOCKING_TIME": "0.5"}),
 ]
+# examples/db_app.py on PostgreSQL and Redis (started by dbbench.start_databases), the same pool
+# size in each server (granian: as many blocking threads).
+WORKLOADS.append(Workload(
+    "db", f"Flask on PostgreSQL + Redis (/mixed: a read, a write, an INCR), pool "
+    f"{dbbench.POOL_SIZE}, 500 connections", dbbench.APP, EXAMPLES, "/mixed", 500,
+    wrk_timeout="10s", threads=dbbench.POOL_SIZE, env=dict(dbbench.SERVER_ENV)))
 
 
 def server_command(server: str, workload: Workload, port: int, keepalive: float,
@@ -417,6 +424,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results: Dict[str, Dict[str, List[Dict[str, float]]]] = {}
+    databases = dbbench.start_databases(WORKLOADS, wanted, CLIENT_CPU, RESULTS)
     started = datetime.datetime.now()
     for round_number in range(1, args.rounds + 1):
         for workload in WORKLOADS:
@@ -429,6 +437,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 result = measure(server, workload, duration, warmup)
                 print(f"{result['rps']:.0f} req/s", file=sys.stderr)
                 results.setdefault(workload.name, {}).setdefault(server, []).append(result)
+    databases.close()
     idle: Dict[str, Dict[str, float]] = {}
     others = [s for s in servers if s != "granian"]  # idle, hostile, websockets: not granian
     if "idle" in wanted:

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 CONF = os.path.join("examples", "geventserve.conf.py")
 SYSTEMD = os.path.join(EXAMPLES, "systemd")
-APPS = ["hello:app", "io_bound:app", "upstream:app", "plain_wsgi:app", "chat:app"]
+APPS = ["hello:app", "io_bound:app", "upstream:app", "plain_wsgi:app", "chat:app", "db_app:app"]
 
 
 def geventserve(*args, timeout=60):
