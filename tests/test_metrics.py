@@ -93,6 +93,30 @@ def test_the_event_loop_s_long_turns_are_timed_without_tracing_switches():
     assert 0.3 <= spun < 0.5
 
 
+def test_scrapes_within_a_tenth_of_a_second_get_the_same_page():
+    """A burst of scrapes costs the supervisor one page: a request answered between two scrapes
+    0.1 s apart or less is not on the second; it is on the next one after that."""
+    with metrics_server(["-w", "1"]) as srv:
+        request(srv.port, "GET", "/")
+        wait_until(lambda: total(samples(srv), "geventserve_requests_total") == 1)
+        for _ in range(20):  # a loaded machine may not fit the three steps in 0.1 s
+            time.sleep(0.15)
+            began = time.monotonic()
+            first = scrape(srv).body
+            assert request(srv.port, "GET", "/").status == 200
+            second = scrape(srv).body
+            if time.monotonic() - began < 0.1:
+                break
+        else:
+            pytest.fail("no two scrapes within 0.1 s in 20 tries")
+        assert second == first
+        time.sleep(0.15)
+        later = samples(srv)
+    counted = sum(float(line.split()[-1]) for line in second.decode().splitlines()
+                  if line.startswith("geventserve_requests_total{"))
+    assert total(later, "geventserve_requests_total") == counted + 1
+
+
 def test_sync_workers_are_counted_without_event_loop_figures():
     with metrics_server(["-k", "sync", "-w", "2"]) as srv:
         for _ in range(6):

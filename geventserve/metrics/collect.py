@@ -30,6 +30,8 @@ RESTART_REASONS = ("exit", "signal", "timeout", "max_requests", "memory", "lifet
 STATES = {BOOTING: "booting", READY: "ready", RETIRING: "retiring", FAILED: "failed"}
 _TCP_INFO_QUEUE = struct.Struct("8x4x4x4x4xII")  # tcpi_unacked, tcpi_sacked
 PLAIN = "text/plain; charset=utf-8"
+#: seconds a /metrics page is served again: 100 scrapes a second cost the supervisor ten pages
+PAGE_REUSED_FOR = 0.1
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -71,6 +73,8 @@ class Metrics(NoMetrics):
         self.departed_codes: Set[int] = set()
         self.departed_sums = [0.0] * layout.COUNTER_DOUBLES
         self.restarts: Dict[str, int] = dict.fromkeys(RESTART_REASONS, 0)
+        #: the last /metrics page of each format (OpenMetrics or not): (made at, the page)
+        self._pages: Dict[bool, Tuple[float, Tuple[int, bytes, str]]] = {}
         endpoint.pages = self.page
 
     @classmethod
@@ -167,8 +171,18 @@ class Metrics(NoMetrics):
         return lambda headers: (*health.answer(self.supervisor, readiness), PLAIN)
 
     def metrics_page(self, headers: Dict[str, str]) -> Tuple[int, bytes, str]:
+        """Made at most every PAGE_REUSED_FOR seconds: scrapes closer together (several
+        Prometheus servers, a dashboard reloading) get the same page, and a burst of them
+        costs the supervisor one."""
+        openmetrics = wants_openmetrics(headers.get("accept", ""))
+        now = time.monotonic()
+        made = self._pages.get(openmetrics)
+        if made is not None and 0 <= now - made[0] < PAGE_REUSED_FOR:
+            return made[1]
         families = list(self.families()) + self.app.families()
-        return (200, *render(families, wants_openmetrics(headers.get("accept", ""))))
+        page = (200, *render(families, openmetrics))
+        self._pages[openmetrics] = (now, page)
+        return page
 
     def status_page(self, headers: Dict[str, str]) -> Tuple[int, bytes, str]:
         return 200, json.dumps(self.status(), indent=1).encode() + b"\n", "application/json"

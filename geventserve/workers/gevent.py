@@ -122,6 +122,7 @@ class GeventWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sweep_timer: Any = None  # the rest of a sweep, soon (see _sweep)
+        self.loop_turns: Any = None  # with --metrics-bind: loopturns.LoopTurns
         #: made in the supervisor: the first worker of its generation runs the start-up audit
         self.audits = audit.first_worker_of(self.config)
 
@@ -164,7 +165,8 @@ class GeventWorker(Worker):
 
             from .loopturns import LoopTurns
 
-            LoopTurns(gevent.get_hub().loop, observe_turn).install()
+            self.loop_turns = LoopTurns(gevent.get_hub().loop, observe_turn)
+            self.loop_turns.install()
         # Whenever gevent-websocket is importable (python-engineio then reads nothing else).
         return super().make_service(readiness=ReadinessOrder(),
                                     websockets=WebSocketOffer.load(self.app), **parts)
