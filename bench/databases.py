@@ -25,11 +25,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
-from harness.process import Process, ProcessError
+from harness.process import Process
 
 PR_SET_PDEATHSIG = 1
 PG_PORT = 5432  # names the socket file (.s.PGSQL.5432) in a directory of our own
@@ -97,20 +96,6 @@ def _own_dir(path: str, name: str) -> None:
     os.chmod(path, 0o755)
 
 
-def _wait(ready: Callable[[], bool], process: Process, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        code = process.exited()
-        if code is not None:
-            raise ProcessError(f"{what} exited ({code}) before answering; "
-                               f"{process.log_excerpt()}")
-        if time.monotonic() > deadline:
-            raise ProcessError(f"{what} still not answering after {timeout:g}s; "
-                               f"{process.log_excerpt()}")
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
 def postgresql(max_connections: int = 200, durable: bool = False, user: str = "bench",
                timeout: float = 60.0, cpus: Optional[str] = None,
                log: Optional[str] = None) -> Iterator[Postgres]:
@@ -147,8 +132,8 @@ def postgresql(max_connections: int = 200, durable: bool = False, user: str = "b
         with process.start():
             isready = [postgres_bin("pg_isready"), "-q", "-h", sockets, "-p", str(PG_PORT),
                        "-U", user, "-d", "postgres", "-t", "1"]
-            _wait(lambda: subprocess.run(isready, timeout=10).returncode == 0, process,
-                  "postgres", timeout)
+            process.wait_ready(lambda: subprocess.run(isready, timeout=10).returncode == 0,
+                               timeout)
             yield Postgres(sockets, user, "postgres", process)
     finally:
         shutil.rmtree(top, ignore_errors=True)
@@ -189,7 +174,7 @@ def redis(timeout: float = 30.0, cpus: Optional[str] = None,
         process = Process(command, name="redis-server", cwd=top, stop_timeout=10,
                           log=log or os.path.join(top, "redis.log"), **_as_user(owner))
         with process.start():
-            _wait(lambda: _redis_ping(path), process, "redis-server", timeout)
+            process.wait_ready(lambda: _redis_ping(path), timeout)
             yield Redis(path, process)
     finally:
         shutil.rmtree(top, ignore_errors=True)

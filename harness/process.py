@@ -165,6 +165,14 @@ class Process:
             self._give_up_if(self.exited(), deadline, f"answering {url}", timeout, f" ({last})")
             time.sleep(0.05)
 
+    def wait_ready(self, ready: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Poll ``ready()`` until it is true (ProcessError if the process exits or ``timeout``
+        passes first)."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            self._give_up_if(self.exited(), deadline, "answering", timeout)
+            time.sleep(0.05)
+
     def _give_up_if(self, code: Optional[int], deadline: float, what: str, timeout: float,
                     detail: str = "") -> None:
         """Raise ProcessError if it exited (``code``) or ``deadline`` passed before ``what``."""
