@@ -96,6 +96,7 @@ def _own_dir(path: str, name: str) -> None:
     os.chmod(path, 0o755)
 
 
+@contextlib.contextmanager
 def postgresql(max_connections: int = 200, durable: bool = False, user: str = "bench",
                timeout: float = 60.0, cpus: Optional[str] = None,
                log: Optional[str] = None) -> Iterator[Postgres]:
