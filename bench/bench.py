@@ -63,7 +63,7 @@ import hostile
 from harness import EXAMPLES, ROOT
 from harness.machine import machine_line, versions
 from harness.ports import free_ports
-from harness.process import Process, server_env
+from harness.process import Process, die_with_parent, server_env
 from harness.procfs import group_cpu_seconds, rss_mib
 from harness.servers import geventserve_command, granian_command, gunicorn_command
 
@@ -177,6 +177,7 @@ def running(server: str, workload: Workload,
                                                              metrics_port)
     env = server_env({"PYTHONPATH": os.pathsep.join([workload.chdir, ROOT]), **workload.env})
     with Process(command, name=server, cwd=RESULTS, env=env, append=True, stop_timeout=10,
+                 preexec_fn=die_with_parent,
                  log=os.path.join(RESULTS, f"server-{server}.log")).start() as process:
         process.wait_answer(f"http://127.0.0.1:{port}{workload.path.split('?')[0]}", timeout=20)
         time.sleep(0.3)  # let the worker settle after its first request

@@ -16,7 +16,6 @@ set by ``durable=False``): the disk of a shared machine is not what is measured.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import os
 import pwd
@@ -28,9 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
-from harness.process import Process
+from harness.process import Process, die_with_parent
 
-PR_SET_PDEATHSIG = 1
 PG_PORT = 5432  # names the socket file (.s.PGSQL.5432) in a directory of our own
 
 
@@ -75,11 +73,6 @@ def postgres_bin(program: str) -> str:
 def _as_user(name: str) -> Dict[str, Any]:
     """Popen arguments that run the child as ``name`` when this process is root (else as
     ourselves), with SIGKILL when this process dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def die_with_parent() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
     options: Dict[str, Any] = {"preexec_fn": die_with_parent}
     if os.geteuid() == 0:
         entry = pwd.getpwnam(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import os
 import re
@@ -37,6 +38,15 @@ def server_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
         env[name] = f"{env[name]},{bypass}" if env.get(name) else bypass
     env.update(extra or {})
     return env
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> None:
+    """A Popen ``preexec_fn``: the child gets SIGKILL when the process that started it dies, so
+    a run killed by a timeout leaves no server behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Process:

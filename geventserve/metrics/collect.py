@@ -177,7 +177,7 @@ class Metrics(NoMetrics):
         openmetrics = wants_openmetrics(headers.get("accept", ""))
         now = time.monotonic()
         made = self._pages.get(openmetrics)
-        if made is not None and 0 <= now - made[0] < PAGE_REUSED_FOR:
+        if made is not None and now - made[0] < PAGE_REUSED_FOR:
             return made[1]
         families = list(self.families()) + self.app.families()
         page = (200, *render(families, openmetrics))

@@ -100,8 +100,7 @@ class LoopBlocks:
             greenlet.settrace(None)
 
     def _trace_function(self) -> Callable[[str, Any], None]:
-        run, hub, clock, held_long = self.run, self.hub, perf_counter, self._held_long
-        floor = FLOOR if self.per_request else (self.warn or float("inf"))
+        run, hub, clock, held_long, floor = self.run, self.hub, perf_counter, self._held_long, FLOOR
 
         def trace(event: str, args: Any) -> None:
             now = clock()
