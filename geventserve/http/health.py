@@ -36,17 +36,20 @@ def health_paths(liveness: Optional[str], readiness: Optional[str]) -> Dict[byte
 class HealthHandler:
     """Answers the health paths; hands every other request to ``inner`` (the WSGI handler)."""
 
-    __slots__ = ("inner", "paths", "ready", "access", "clock", "log_error")
+    __slots__ = ("inner", "paths", "ready", "access", "tally", "clock", "log_error")
 
     def __init__(self, inner: RequestHandler, paths: Dict[bytes, bool],
                  ready: Callable[[], bool], access: Optional[Callable[..., None]] = None,
+                 tally: Optional[Callable[[Any], None]] = None,
                  clock: Callable[[], float] = monotonic) -> None:
-        """``ready()``: whether readiness is 200; ``access``: the access log, for
-        --log-health-checks (None leaves the answers out of it)."""
+        """``ready()``: whether readiness is 200; ``access``: the access log, and ``tally``:
+        the metrics' count (see WSGIHandler), for --log-health-checks (None leaves the answers
+        out of them)."""
         self.inner = inner
         self.paths = paths
         self.ready = ready
         self.access = access
+        self.tally = tally
         self.clock = clock
         self.log_error: Callable[[Connection, HTTPError], None] = inner.log_error
 
@@ -70,13 +73,15 @@ class HealthHandler:
         conn.response_started = True
         sent = 0 if request.method == "HEAD" else len(body)
         conn.send(b"".join(head) + body[:sent])
-        if self.access is not None:
-            self._log(conn, request, status, sent)
+        if self.access is not None or self.tally is not None:
+            self._log(conn, request, status.decode("latin-1"), sent)
         return CLOSE if close else KEEP_ALIVE
 
-    def _log(self, conn: Connection, request: Request, status: bytes, sent: int) -> None:
+    def _log(self, conn: Connection, request: Request, status: str, sent: int) -> None:
         from .wsgi import build_environ
 
-        environ: Any = build_environ(conn, request)
-        self.access(environ, status.decode("latin-1"), sent,  # type: ignore[misc]
-                    self.clock() - conn.request_started, ())
+        duration = self.clock() - conn.request_started
+        if self.tally is not None:
+            self.tally((request.method, status, duration))
+        if self.access is not None:
+            self.access(build_environ(conn, request), status, sent, duration, ())

@@ -62,6 +62,7 @@ class Service:
                  ready: Optional[Callable[[], bool]] = None,
                  websockets: Any = None,
                  observe: Optional[Callable[[Any], Any]] = None,
+                 tally: Optional[Callable[[Any], None]] = None,
                  on_connection: Optional[Callable[[], None]] = None,
                  clock: Callable[[], float] = monotonic) -> None:
         """``current_task``: returns the task (greenlet) serving the calling connection, which
@@ -71,9 +72,10 @@ class Service:
         ``post_request(req, environ, resp)``: gunicorn-style hooks; ``ready()``: whether
         --readiness-path answers 200 (it does when not given); ``observe(access)``: what is
         called per answered request instead of the access log (None, or a function of
-        access-log arguments), given that; ``on_connection()``: called per connection;
-        ``websockets``: what offers environ["wsgi.websocket"] (``websocket.WebSocketOffer``),
-        if anything."""
+        access-log arguments), given that; ``tally((method, status, seconds))``: called per
+        answered request for the metrics (see metrics/recorder.py); ``on_connection()``:
+        called per connection; ``websockets``: what offers environ["wsgi.websocket"]
+        (``websocket.WebSocketOffer``), if anything."""
         self.current_task = current_task
         self.clock = clock
         self.tls_context = None
@@ -99,14 +101,15 @@ class Service:
         self.on_connection = on_connection
         self.handler: RequestHandler = WSGIHandler(
             app, proxies=self.proxies,
-            access=observe(access) if observe is not None else access,
+            access=observe(access) if observe is not None else access, tally=tally,
             pre_request=pre_request, post_request=post_request,
             on_request_done=self.request_done, websockets=websockets, clock=clock)
         paths = health_paths(config.liveness_path, config.readiness_path)
         if paths:  # otherwise the WSGI handler takes every request directly
             self.handler = HealthHandler(
                 self.handler, paths, ready or (lambda: True), clock=clock,
-                access=self.handler.access if config.log_health_checks else None)
+                access=self.handler.access if config.log_health_checks else None,
+                tally=tally if config.log_health_checks else None)
         self.proxy_protocol: Optional[ProxyProtocol] = None
         if config.proxy_protocol != "off":
             self.proxy_protocol = ProxyProtocol(config.proxy_protocol, config.proxy_allow_ips,

@@ -416,6 +416,8 @@ class WSGIHandler:
     proxies: Optional[TrustedProxies] = None
     #: access(environ, status, sent, duration, headers): one access-log line
     access: Optional[Callable[..., None]] = None
+    #: tally((method, status, duration)) per answered request: the metrics (recorder)
+    tally: Optional[Callable[[Tuple[str, Optional[str], float]], None]] = None
     #: gunicorn-style hooks: pre_request(req), post_request(req, environ, resp)
     pre_request: Optional[Callable[..., None]] = None
     post_request: Optional[Callable[..., None]] = None
@@ -517,10 +519,13 @@ class WSGIHandler:
             exchange.app_headers = ()
         if not websocket and self.on_request_done is not None:
             self.on_request_done()
-        if self.access is not None:
-            self.access(environ, exchange.status, exchange.sent,
-                        self.clock() - conn.request_started,
-                        exchange.app_headers)
+        tally, access = self.tally, self.access
+        if tally is not None or access is not None:
+            duration = self.clock() - conn.request_started
+            if tally is not None:
+                tally((request.method, exchange.status, duration))
+            if access is not None:
+                access(environ, exchange.status, exchange.sent, duration, exchange.app_headers)
         if self.post_request is not None:
             self.post_request(hook_request, environ,
                               HookResponse(exchange.status or "", list(exchange.app_headers),
@@ -539,13 +544,17 @@ class WSGIHandler:
 
     def log_error(self, conn: Connection, error: HTTPError) -> None:
         """Access-log an error the connection answered without the application."""
-        if self.access is None:
+        if self.access is None and self.tally is None:
             return
         environ = dict(conn.listener_environ, REMOTE_ADDR=conn.remote_addr)
         environ.setdefault("REQUEST_METHOD", "-")
         environ.setdefault("RAW_URI", "-")
         environ.setdefault("SERVER_PROTOCOL", "-")
-        self.access(environ, f"{error.status} {error.reason}", 0, 0.0, ())
+        status = f"{error.status} {error.reason}"
+        if self.tally is not None:
+            self.tally((environ["REQUEST_METHOD"], status, 0.0))
+        if self.access is not None:
+            self.access(environ, status, 0, 0.0, ())
 
 
 def _send_quietly(conn: Connection, data: bytes) -> None:

@@ -1,6 +1,7 @@
 """One block of shared memory per worker, created by the supervisor before the fork: what the
-worker counts (an increment per request, no lock, no system call) and what it publishes on its
-heartbeat tick, read and summed by the supervisor when scraped.
+worker counts (added once per turn of its event loop, see recorder.RequestCounts; no lock, no
+system call) and what it publishes on its heartbeat tick, read and summed by the supervisor
+when scraped.
 
 Counters are 64-bit integers and sums are doubles, each 8-byte aligned, so a read never sees
 half a write; the worker writes them through memoryviews of the mapping, cast to their types
@@ -9,7 +10,7 @@ Everything before ``COUNTERS_END`` only grows: when the worker ends, the supervi
 figures to a total of the departed.
 
 Two counters per request: its cell in the matrix of methods by status codes, and its duration
-bucket; a gevent worker also counts the long turns of its event loop (workers/loopturns.py) in
+bucket (plus the sum of durations); a gevent worker also counts the long turns of its event loop (workers/loopturns.py) in
 buckets of their own. The matrix is mostly zeros: a worker
 marks each status code it counts (once per status line it sees), and the supervisor reads those
 columns only. The status the worker publishes (its requests in flight) is JSON behind a

@@ -164,6 +164,8 @@ class Worker(hooks.HookNames):
         #: the gevent worker's switch tracer (loopblock.LoopBlocks), when one is needed
         self.loop_blocks: Any = None
         self.heartbeat: Callable[[], None] = slot.beat  # and the metrics' status, if on
+        #: with --metrics-bind: the requests counted since they were last added to the block
+        self.request_counts: Optional[recorder.RequestCounts] = None
         self._exiting = False
         self._reopen_logs = False  # USR1 came while booting
 
@@ -198,6 +200,8 @@ class Worker(hooks.HookNames):
         """End the worker process now, running the worker_exit hook once."""
         if not self._exiting:
             self._exiting = True
+            if self.request_counts is not None:
+                self.request_counts.flush()
             hooks.call(self.config, "worker_exit", self.server, self)
         try:
             sys.stdout.flush()
@@ -384,6 +388,9 @@ class Worker(hooks.HookNames):
             hooks.call(config, "post_request", self, req, environ, resp)
 
         block, blocks = self.slot.metrics, self.loop_blocks
+        if block is not None and self.request_counts is None:
+            self.request_counts = recorder.RequestCounts(block, flush_each=True)
+        counts = self.request_counts
         take_held = blocks.take if blocks is not None and blocks.per_request else None
         return Service(
             self.app, config, multiprocess=config.worker_count > 1,
@@ -393,6 +400,7 @@ class Worker(hooks.HookNames):
             pre_request=pre_request if hooks.defined(config, "pre_request") else None,
             post_request=post_request if hooks.defined(config, "post_request") else None,
             ready=lambda: not self.slot.draining,
-            observe=lambda access: recorder.observer(block, take_held, access,
+            observe=lambda access: recorder.observer(take_held, access,
                                                      logs.access_shows_loop_block()),
+            tally=counts.tally if counts is not None else None,
             on_connection=recorder.connection_counter(block), **parts)

@@ -165,7 +165,10 @@ class GeventWorker(Worker):
 
             from .loopturns import LoopTurns
 
-            self.loop_turns = LoopTurns(gevent.get_hub().loop, observe_turn)
+            # counted per request, added to the shared block once per turn of the loop
+            self.request_counts = recorder.RequestCounts(self.slot.metrics)
+            self.loop_turns = LoopTurns(gevent.get_hub().loop, observe_turn,
+                                        at_end=self.request_counts.flush)
             self.loop_turns.install()
         # Whenever gevent-websocket is importable (python-engineio then reads nothing else).
         return super().make_service(readiness=ReadinessOrder(),

@@ -19,21 +19,25 @@ FIRST, LAST = 2, -2  # libev's highest and lowest priorities (EV_MAXPRI, EV_MINP
 
 
 class LoopTurns:
-    """Calls ``observe(seconds)`` after each turn of ``loop`` of FLOOR seconds or more."""
+    """Calls ``observe(seconds)`` after each turn of ``loop`` of FLOOR seconds or more, and
+    ``at_end()`` (if given) at the end of every turn, before the loop waits for I/O."""
 
-    def __init__(self, loop: Any, observe: Callable[[float], None]) -> None:
+    def __init__(self, loop: Any, observe: Callable[[float], None],
+                 at_end: Optional[Callable[[], None]] = None) -> None:
         self.loop = loop
         self.observe = observe
+        self.at_end = at_end
         self._watchers: Optional[Any] = None
 
     def install(self) -> None:
-        clock, observe = perf_counter, self.observe
+        clock, observe, at_end = perf_counter, self.observe, self.at_end or (lambda: None)
         began = [float("inf")]  # none yet: the first turn under way is not a whole one
 
         def woke() -> None:
             began[0] = clock()
 
         def polls() -> None:
+            at_end()
             took = clock() - began[0]
             if took >= FLOOR:
                 observe(took)

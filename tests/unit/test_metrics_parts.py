@@ -87,25 +87,24 @@ def test_block_status_round_trip():
         block.close()
 
 
-def test_recorder_counts_by_method_code_and_bucket():
+def test_requests_are_counted_by_method_code_and_bucket_when_flushed():
     block = layout.WorkerBlock()
-    logged, held = [], iter([0.0005, 0.2, 3.0])
     try:
-        record = recorder.observer(block, lambda: next(held),
-                                   lambda *args: logged.append(args), log_wants_held=True)
-        environs = [{"REQUEST_METHOD": "GET"}, {"REQUEST_METHOD": "BREW"},
-                    {"REQUEST_METHOD": "-"}]
-        record(environs[0], "200 OK", 5, 0.002)
-        record(environs[1], "418 I'm a teapot", 0, 0.5)
-        record(environs[2], None, 0, 40.0)  # no response: the client went away
+        counts = recorder.RequestCounts(block)
+        counts.tally(("GET", "200 OK", 0.002))
+        counts.tally(("BREW", "418 I'm a teapot", 0.5))
+        counts.tally(("-", None, 40.0))  # no response: the client went away
+        assert sum(block.ints[:layout.TIMES]) == 0 and block.counter_sums() == [0.0, 0.0]
+        counts.flush()
+        counts.flush()  # nothing since: nothing more
         assert block.used_codes() == [0, 200, 418]
-        counts, rest = block.counters(block.used_codes())
+        found, rest = block.counters(block.used_codes())
         row = layout.CODES
         other = layout.METHOD_LABELS.index("other")
-        assert counts[0 * row + 200] == 1
-        assert counts[other * row + 418] == 1
-        assert counts[other * row + 0] == 1
-        assert sum(counts.values()) == 3
+        assert found[0 * row + 200] == 1
+        assert found[other * row + 418] == 1
+        assert found[other * row + 0] == 1
+        assert sum(found.values()) == 3
         assert sum(block.ints[:layout.TIMES]) == 3  # the columns not read are all zeros
         durations, turns = layout.histograms(rest)
         assert durations[layout.BUCKETS.index(0.0025)] == 1  # 2 ms: the 2.5 ms bucket
@@ -113,11 +112,50 @@ def test_recorder_counts_by_method_code_and_bucket():
         assert durations[-1] == 1  # past 30 s: +Inf
         assert sum(durations) == 3 and sum(turns) == 0  # the loop's turns are counted apart
         assert block.counter_sums() == pytest.approx([40.502, 0.0])
-        # the access log shows each request's hold, the metrics count it no more
-        assert [e[recorder.LOOP_BLOCKED] for e in environs] == [0.0005, 0.2, 3.0]
-        assert len(logged) == 3 and logged[1][1] == "418 I'm a teapot"
     finally:
         block.close()
+
+
+def test_a_turn_s_requests_are_added_to_what_the_block_holds():
+    """Many requests between two flushes, of several methods, status lines (two of one code)
+    and durations (all under the first bound, then spread over the buckets)."""
+    block = layout.WorkerBlock()
+    try:
+        counts = recorder.RequestCounts(block)
+        for _ in range(50):
+            counts.tally(("GET", "200 OK", 0.0004))
+        counts.flush()
+        assert block.ints[0 * layout.CODES + 200] == 50 and block.ints[layout.TIMES] == 50
+        spread = [0.0001, 0.001, 0.003, 0.003, 0.07, 0.07, 0.07, 2.0, 31.0, 0.0002]
+        for i, seconds in enumerate(spread):
+            counts.tally(("POST" if i % 2 else "GET", "200 OK" if i < 8 else "200 Fine",
+                          seconds))
+        counts.tally(("DELETE", "404 Not Found", 0.0))
+        counts.flush()
+        found, rest = block.counters(block.used_codes())
+        post = layout.METHOD_LABELS.index("POST") * layout.CODES
+        delete = layout.METHOD_LABELS.index("DELETE") * layout.CODES
+        assert (found[200], found[post + 200], found[delete + 404]) == (55, 5, 1)
+        durations, _ = layout.histograms(rest)
+        expected = [0] * layout.N_BUCKETS
+        for seconds in [0.0004] * 50 + spread + [0.0]:
+            expected[next((i for i, bound in enumerate(layout.BUCKETS) if seconds <= bound),
+                          len(layout.BUCKETS))] += 1
+        assert durations == expected
+        assert block.counter_sums()[0] == pytest.approx(0.02 + sum(spread))
+    finally:
+        block.close()
+
+
+def test_the_access_log_gets_each_request_s_hold_when_it_shows_it():
+    logged, held = [], iter([0.0005, 0.2])
+    access = recorder.observer(lambda: next(held), lambda *args: logged.append(args),
+                               log_wants_held=True)
+    environs = [{"REQUEST_METHOD": "GET"}, {"REQUEST_METHOD": "POST"}]
+    access(environs[0], "200 OK", 5, 0.002)
+    access(environs[1], "418 I'm a teapot", 0, 0.5)
+    assert [e[recorder.LOOP_BLOCKED] for e in environs] == [0.0005, 0.2]
+    assert len(logged) == 2 and logged[1][1] == "418 I'm a teapot"
 
 
 def test_the_loop_s_long_turns_have_a_histogram_of_their_own():
@@ -138,29 +176,26 @@ def test_the_loop_s_long_turns_have_a_histogram_of_their_own():
         block.close()
 
 
-def test_a_sync_worker_s_requests_are_counted_without_a_hold():
+def test_a_sync_worker_s_requests_are_added_at_once():
     block = layout.WorkerBlock()
     try:
-        record = recorder.observer(block, None, None, log_wants_held=False)
-        environ = {"REQUEST_METHOD": "POST"}
-        record(environ, "201 Created", 0, 0.3)
+        recorder.RequestCounts(block, flush_each=True).tally(("POST", "201 Created", 0.3))
         durations, turns = layout.histograms(block.counters(block.used_codes())[1])
         assert durations[layout.BUCKETS.index(0.5)] == 1 and sum(turns) == 0
-        assert recorder.LOOP_BLOCKED not in environ
         assert block.counter_sums() == [0.3, 0.0]
     finally:
         block.close()
 
 
-def test_without_metrics_the_access_log_is_left_as_it_is():
+def test_without_the_hold_in_the_log_the_access_log_is_left_as_it_is():
     def access(*args):
         pass
 
-    assert recorder.observer(None, None, access, log_wants_held=True) is access
-    assert recorder.observer(None, lambda: 0.0, access, log_wants_held=False) is access
-    assert recorder.observer(None, None, None, log_wants_held=False) is None
+    assert recorder.observer(None, access, log_wants_held=True) is access
+    assert recorder.observer(lambda: 0.0, access, log_wants_held=False) is access
+    assert recorder.observer(None, None, log_wants_held=False) is None
     environ = {}
-    recorder.observer(None, lambda: 0.125, access, log_wants_held=True)(environ, "200 OK", 0, 0)
+    recorder.observer(lambda: 0.125, access, log_wants_held=True)(environ, "200 OK", 0, 0)
     assert environ[recorder.LOOP_BLOCKED] == 0.125
 
 
@@ -183,6 +218,31 @@ def test_a_turn_of_the_loop_is_timed_from_its_poll_to_the_next():
     long_turns = [seconds for seconds in turns if seconds >= 0.025]
     assert len(long_turns) == 2, turns
     assert 0.03 <= long_turns[0] < 0.5 and 0.04 <= long_turns[1] < 0.5, turns
+
+
+def test_each_turn_ends_with_the_flush_of_what_it_answered():
+    """What a greenlet tallies is in the block once the loop is about to wait for I/O, before
+    the greenlet's next turn; a greenlet that never yields gets no flush in between."""
+    block = layout.WorkerBlock()
+    counts = recorder.RequestCounts(block)
+    timer = LoopTurns(gevent.get_hub().loop, lambda seconds: None, at_end=counts.flush)
+    timer.install()
+    gevent.sleep(0.001)  # a whole turn: the one under way when installed may have begun
+    seen = []
+
+    def answer():
+        for _ in range(3):
+            counts.tally(("GET", "200 OK", 0.0001))
+            counts.tally(("GET", "200 OK", 0.0001))
+            seen.append(block.ints[200])  # not flushed yet: the turn goes on
+            gevent.sleep(0.01)  # the loop polls: the flush
+    try:
+        gevent.spawn(answer).join(5)
+        gevent.sleep(0.02)
+        assert seen == [0, 2, 4] and block.ints[200] == 6
+    finally:
+        timer.uninstall()
+        block.close()
 
 
 def spin(seconds):
