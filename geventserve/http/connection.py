@@ -113,10 +113,10 @@ class RequestHandler(Protocol):
 
 
 class ServerState:
-    """What the connections of one worker share: the receive buffer, and whether the worker
-    is stopping or draining (the only things here that change)."""
+    """What the connections of one worker share: the receive buffer (and one view of it), and
+    whether the worker is stopping or draining (the only things here that change)."""
 
-    __slots__ = ("stopping", "closing", "buffer")
+    __slots__ = ("stopping", "closing", "buffer", "view")
 
     def __init__(self, buffer_size: int = RECV_BUFFER_SIZE) -> None:
         #: set once the worker takes no new requests; read by every connection between requests
@@ -127,6 +127,7 @@ class ServerState:
         # Bytes are parsed as soon as they are received, before any other connection can run,
         # so connections never use the buffer at the same time.
         self.buffer = bytearray(buffer_size)
+        self.view = memoryview(self.buffer)  # one for all the connections' parsers
 
 
 class Connection:
@@ -150,7 +151,7 @@ class Connection:
         self.wait_readable = wait_readable
         self.tls = False  # the socket is wrapped in TLS (no MSG_MORE, no sendfile)
         self.parser = RequestParser(settings.line_limit, settings.fields_limit,
-                                    settings.field_size_limit)
+                                    settings.field_size_limit, state.buffer, state.view)
         #: environ keys common to every request on this listener (shared, never modified)
         self.listener_environ = listener_environ
         self.remote_addr = remote_addr  # "" for a unix socket peer
@@ -252,6 +253,7 @@ class Connection:
                 self._head_deadline = None
                 self.head_received = 0
                 self.waiting_since = self.request_started  # no clock read for it
+            request = None  # an idle connection holds no request (0.5 KiB with its fields)
 
     def _end(self, outcome: Outcome, request: Request) -> None:
         """The connection carries no more requests after ``request``'s answer. CLOSE: close()

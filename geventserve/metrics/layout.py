@@ -10,8 +10,8 @@ Everything before ``COUNTERS_END`` only grows: when the worker ends, the supervi
 figures to a total of the departed.
 
 Two counters per request: its cell in the matrix of methods by status codes, and its duration
-bucket (plus the sum of durations); a gevent worker also counts the long turns of its event loop (workers/loopturns.py) in
-buckets of their own. The matrix is mostly zeros: a worker
+bucket (plus the sum of durations); a gevent worker also counts the long turns of its event
+loop (workers/loopturns.py) in buckets of their own. The matrix is mostly zeros: a worker
 marks each status code it counts (once per status line it sees), and the supervisor reads those
 columns only. The status the worker publishes (its requests in flight) is JSON behind a
 sequence number, so that a reader can tell a write under way.
