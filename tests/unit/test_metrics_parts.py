@@ -237,8 +237,7 @@ def test_each_turn_ends_with_the_flush_of_what_it_answered():
             seen.append(block.ints[200])  # not flushed yet: the turn goes on
             gevent.sleep(0.01)  # the loop polls: the flush
     try:
-        gevent.spawn(answer).join(5)
-        gevent.sleep(0.02)
+        gevent.spawn(answer).join(5)  # its last sleep let the loop poll: all 6 are in
         assert seen == [0, 2, 4] and block.ints[200] == 6
     finally:
         timer.uninstall()
